@@ -1,0 +1,182 @@
+"""Sans-I/O protocol of one established SPICE channel: framing, serials, ACK window, PING/PONG.
+
+Shared by every channel type and by both the server and the client side.  Bytes go in with
+:meth:`ChannelProtocol.receive_data`, which handles the base messages itself and returns
+the channel-specific :class:`~spice.proto.headers.Message` objects plus a few events; bytes to
+write come out of :meth:`ChannelProtocol.data_to_send`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from . import base
+from .enums import BaseMsg, BaseMsgc
+from .headers import FramingError, HeaderCodec, Message
+
+
+class ChannelProtocolError(Exception):
+    """The peer broke the channel protocol; the connection should be closed."""
+
+
+@dataclass(frozen=True)
+class PongReceived:
+    id: int
+    rtt: float  # seconds
+
+
+@dataclass(frozen=True)
+class PeerDisconnecting:
+    reason: int
+
+
+@dataclass(frozen=True)
+class WindowOpened:
+    """An ACK freed room in the send window."""
+
+
+class ChannelProtocol:
+    """One channel's message layer.
+
+    ``server`` selects which base messages are handled (server: ACK_SYNC/ACK/PONG from the client;
+    client: SET_ACK/PING from the server, answered automatically).
+    """
+
+    def __init__(self, mini_header: bool, *, server: bool = True, max_message: int = 1 << 20) -> None:
+        self.codec = HeaderCodec(mini_header, max_message)
+        self.server = server
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        # ACK window (server side)
+        self.ack_generation = 0
+        self.ack_window = 0  # 0 = no flow control
+        self.client_generation = 0
+        self.unacked = 0
+        # client side ACK state
+        self._ack_countdown = 0
+        self._ack_window_client = 0
+        self._pings: dict[int, float] = {}
+        self._ping_id = 0
+        self.last_rtt: float | None = None
+        self.bytes_in = self.bytes_out = self.messages_in = self.messages_out = 0
+
+    # -- sending
+    def send(self, msg_type: int, body: bytes = b"") -> None:
+        """Queue one message (always queued; callers consult :attr:`window_open` first)."""
+        data = self.codec.encode(msg_type, body)
+        self._out.append(data)
+        self._out_bytes += len(data)
+        self.messages_out += 1
+        self.bytes_out += len(data)
+        if self.ack_window:
+            self.unacked += 1
+
+    def set_ack(self, window: int) -> None:
+        """Start (or change) ACK flow control: SET_ACK {generation+1, window}."""
+        self.ack_generation += 1
+        self.ack_window = window
+        self.unacked = 0
+        self.send(BaseMsg.SET_ACK, base.SET_ACK.pack(self.ack_generation, window))
+
+    @property
+    def window_open(self) -> bool:
+        """True while the client has acknowledged enough to send more (unacked <= 2 * window)."""
+        return not self.ack_window or self.unacked <= 2 * self.ack_window
+
+    def ping(self, filler: int = 0) -> int:
+        self._ping_id += 1
+        now = time.monotonic()
+        self._pings[self._ping_id] = now
+        if len(self._pings) > 64:  # a client that never answers must not grow this
+            self._pings.pop(next(iter(self._pings)))
+        self.send(BaseMsg.PING, base.PING.pack(self._ping_id, time.monotonic_ns() // 1000) + bytes(filler))
+        return self._ping_id
+
+    def notify(self, text: str, severity: int = 0, visibility: int = 1) -> None:
+        self.send(BaseMsg.NOTIFY, base.build_notify(time.time_ns() // 1000, severity, visibility, 0, text))
+
+    def disconnecting(self, reason: int = 0) -> None:
+        self.send(BaseMsg.DISCONNECTING, base.DISCONNECTING.pack(time.time_ns() // 1000, reason))
+
+    def data_to_send(self) -> bytes:
+        out = b"".join(self._out)
+        self._out.clear()
+        self._out_bytes = 0
+        return out
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._out_bytes
+
+    # -- receiving
+    def receive_data(self, data: bytes) -> list[object]:
+        """Feed bytes; returns channel messages and events.  Raises :class:`ChannelProtocolError`."""
+        self.bytes_in += len(data)
+        try:
+            msgs = self.codec.feed(data)
+        except FramingError as err:
+            raise ChannelProtocolError(str(err)) from err
+        out: list[object] = []
+        for m in msgs:
+            self.messages_in += 1
+            if self.server:
+                ev = self._server_base(m)
+            else:
+                ev = self._client_base(m)
+            if ev is not None:
+                out.append(ev)
+        return out
+
+    def _server_base(self, m: Message) -> object | None:
+        t = m.type
+        if t == BaseMsgc.ACK_SYNC:
+            if len(m.body) < 4:
+                raise ChannelProtocolError("short ACK_SYNC")
+            (self.client_generation,) = base.ACK_SYNC.unpack_from(m.body)
+            return None
+        if t == BaseMsgc.ACK:
+            if self.ack_window and self.client_generation == self.ack_generation:
+                was_open = self.window_open
+                self.unacked = max(0, self.unacked - self.ack_window)
+                if not was_open and self.window_open:
+                    return WindowOpened()
+            return None
+        if t == BaseMsgc.PONG:
+            if len(m.body) < 12:
+                raise ChannelProtocolError("short PONG")
+            pid, _ts = base.PING.unpack_from(m.body)
+            sent = self._pings.pop(pid, None)
+            if sent is None:
+                return None
+            self.last_rtt = time.monotonic() - sent
+            return PongReceived(pid, self.last_rtt)
+        if t == BaseMsgc.DISCONNECTING:
+            reason = base.DISCONNECTING.unpack_from(m.body)[1] if len(m.body) >= 12 else 0
+            return PeerDisconnecting(reason)
+        if t in (BaseMsgc.MIGRATE_FLUSH_MARK, BaseMsgc.MIGRATE_DATA):
+            return None
+        return m
+
+    def _client_base(self, m: Message) -> object | None:
+        """Client role: count for ACKs, answer SET_ACK and PING."""
+        t = m.type
+        if t == BaseMsg.SET_ACK:
+            gen, window = base.SET_ACK.unpack_from(m.body)
+            self._ack_window_client = self._ack_countdown = window
+            self.send(BaseMsgc.ACK_SYNC, base.ACK_SYNC.pack(gen))
+            return None
+        if self._ack_window_client:
+            self._ack_countdown -= 1
+            if self._ack_countdown <= 0:
+                self.send(BaseMsgc.ACK)
+                self._ack_countdown = self._ack_window_client
+        if t == BaseMsg.PING:
+            self.send(BaseMsgc.PONG, m.body[:12])
+            return None
+        if t == BaseMsg.DISCONNECTING:
+            reason = base.DISCONNECTING.unpack_from(m.body)[1] if len(m.body) >= 12 else 0
+            return PeerDisconnecting(reason)
+        if t in (BaseMsg.NOTIFY, BaseMsg.WAIT_FOR_CHANNELS, BaseMsg.MIGRATE, BaseMsg.MIGRATE_DATA):
+            return m if t == BaseMsg.NOTIFY else None
+        return m
