@@ -1,0 +1,237 @@
+"""One SPICE channel's byte stream over a WebSocket, on top of ``websockets``' sans-I/O ServerProtocol.
+
+The SPICE connection code gets an ordinary ``asyncio.StreamReader`` (fed with the payloads of the
+client's binary frames; frame boundaries mean nothing in SPICE) and a writer-like object
+(:class:`WebSocketWriter`) whose writes are *batched*: everything written during one event-loop turn
+(or until ``drain()``) goes out as one binary frame.  spice-server sends one frame per SPICE message and
+browsers fall behind under bursts of small fills; batching keeps the frame count low.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+log = logging.getLogger(__name__)
+
+MAX_FRAME = 1 << 20  # split outgoing batches above this size
+FLUSH_AT = 256 * 1024  # flush immediately once this much is pending
+INBOUND_HIGH_WATER = 4 << 20  # stop reading the socket while the SPICE side has this much unread
+FIRST_DATA_TIMEOUT = 30.0  # a WebSocket that never sends anything is closed after this
+
+
+@dataclass
+class WsStats:
+    """Counters of one WebSocket connection (read by metrics)."""
+
+    frames_out: int = 0
+    bytes_out: int = 0
+    frames_in: int = 0
+    bytes_in: int = 0
+
+
+class WebSocketWriter:
+    """Writer-like object (write/drain/close/wait_closed/get_extra_info) that batches into frames."""
+
+    def __init__(self, proto: ServerProtocol, raw: asyncio.StreamWriter, stats: WsStats) -> None:
+        self._proto = proto
+        self._raw = raw
+        self._stats = stats
+        self._pending: list[bytes] = []
+        self._pending_len = 0
+        self._flush_scheduled = False
+        self._closed = False
+        self._loop = asyncio.get_running_loop()
+
+    # -- writer interface used by the SPICE connection ---------------------------------------
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closed or not data:
+            return
+        self._pending.append(bytes(data))
+        self._pending_len += len(data)
+        if self._pending_len >= FLUSH_AT:
+            self.flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def writelines(self, chunks) -> None:
+        for c in chunks:
+            self.write(c)
+
+    async def drain(self) -> None:
+        self.flush()
+        if self._raw.is_closing():
+            raise ConnectionResetError("websocket closed")
+        await self._raw.drain()
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def is_closing(self) -> bool:
+        return self._closed or self._raw.is_closing()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self.flush()
+        self._closed = True
+        if self._proto.state is State.OPEN:
+            self._proto.send_close(1000)
+        send_pending(self._proto, self._raw)
+        self._raw.close()
+
+    async def wait_closed(self) -> None:
+        try:
+            await self._raw.wait_closed()
+        except (ConnectionError, OSError):
+            pass
+
+    def get_extra_info(self, name: str, default=None):
+        if name == "websocket":
+            return True
+        return self._raw.get_extra_info(name, default)
+
+    @property
+    def transport(self):
+        return self._raw.transport
+
+    # -- batching ------------------------------------------------------------------------------
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._pending or self._closed:
+            self._pending.clear()
+            self._pending_len = 0
+            return
+        data = b"".join(self._pending)
+        self._pending.clear()
+        self._pending_len = 0
+        if self._proto.state is not State.OPEN or self._raw.is_closing():
+            return
+        for off in range(0, len(data), MAX_FRAME):
+            chunk = data[off : off + MAX_FRAME]
+            self._proto.send_binary(chunk)
+            self._stats.frames_out += 1
+            self._stats.bytes_out += len(chunk)
+        send_pending(self._proto, self._raw)
+
+
+def send_pending(proto: ServerProtocol, raw: asyncio.StreamWriter) -> None:
+    """Write whatever the protocol queued; an empty chunk means "half-close": close the socket."""
+    for chunk in proto.data_to_send():
+        if chunk:
+            if not raw.is_closing():
+                raw.write(chunk)
+        else:
+            raw.close()
+
+
+async def pump_inbound(
+    proto: ServerProtocol,
+    raw_reader: asyncio.StreamReader,
+    raw_writer: asyncio.StreamWriter,
+    stream: asyncio.StreamReader,
+    stats: WsStats,
+    *,
+    first_data_timeout: float = FIRST_DATA_TIMEOUT,
+    initial: bytes = b"",
+) -> None:
+    """Socket -> protocol -> payloads into ``stream``; ends with ``stream.feed_eof()``.
+
+    ``initial`` holds bytes that arrived together with the HTTP upgrade request."""
+    got_payload = False
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + first_data_timeout
+    try:
+        while True:
+            while len(getattr(stream, "_buffer", b"")) > INBOUND_HIGH_WATER:
+                await asyncio.sleep(0.005)
+            if initial:
+                data, initial = initial, b""
+            elif got_payload:
+                data = await raw_reader.read(65536)
+            else:
+                remaining = deadline - loop.time()
+                try:
+                    data = await asyncio.wait_for(raw_reader.read(65536), max(remaining, 0.0))
+                except TimeoutError:
+                    log.info("websocket sent no data within %.0f s: closing", first_data_timeout)
+                    proto.fail(1008, "no data")
+                    send_pending(proto, raw_writer)
+                    return
+            if not data:
+                proto.receive_eof()
+                send_pending(proto, raw_writer)
+                return
+            proto.receive_data(data)
+            for event in proto.events_received():
+                if not isinstance(event, Frame):
+                    continue
+                if event.opcode in (Opcode.BINARY, Opcode.CONT):
+                    if event.data:
+                        got_payload = True
+                        stats.frames_in += 1
+                        stats.bytes_in += len(event.data)
+                        stream.feed_data(event.data)
+                elif event.opcode is Opcode.TEXT:
+                    proto.fail(1003, "SPICE needs binary frames")
+                # PING is answered and CLOSE is handled by the protocol object itself.
+            send_pending(proto, raw_writer)
+            if proto.state is State.CLOSED or proto.state is State.CLOSING or proto.close_expected():
+                if proto.parser_exc is not None:
+                    log.info("websocket protocol error: %s", proto.parser_exc)
+                return
+    except (ConnectionError, OSError) as exc:
+        log.debug("websocket read error: %s", exc)
+    finally:
+        stream.feed_eof()
+
+
+SpiceHandler = Callable[..., Awaitable[None]]
+
+
+async def run_spice_over_websocket(
+    server,
+    proto: ServerProtocol,
+    raw_reader: asyncio.StreamReader,
+    raw_writer: asyncio.StreamWriter,
+    spice_handler: SpiceHandler,
+    *,
+    first_data_timeout: float = FIRST_DATA_TIMEOUT,
+    stats: WsStats | None = None,
+    initial: bytes = b"",
+) -> WsStats:
+    """Run one SPICE channel connection over an OPEN WebSocket until either side ends it."""
+    stats = stats or WsStats()
+    stream = asyncio.StreamReader(limit=INBOUND_HIGH_WATER)
+    writer = WebSocketWriter(proto, raw_writer, stats)
+    pump = asyncio.create_task(
+        pump_inbound(
+            proto,
+            raw_reader,
+            raw_writer,
+            stream,
+            stats,
+            first_data_timeout=first_data_timeout,
+            initial=initial,
+        )
+    )
+    try:
+        await spice_handler(server, stream, writer, b"")
+    except (ConnectionError, asyncio.IncompleteReadError, OSError) as exc:
+        log.debug("spice over websocket ended: %s", exc)
+    finally:
+        writer.close()
+        pump.cancel()
+        try:
+            await pump
+        except asyncio.CancelledError:
+            pass
+        raw_writer.close()
+    return stats
