@@ -1,0 +1,97 @@
+"""Which image types a display client decodes, from its link capabilities and profile (spice.md §11.2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import IntEnum
+
+
+class ImageType(IntEnum):
+    """SpiceImageType (spice.md §6.7)."""
+
+    BITMAP = 0
+    QUIC = 1
+    LZ_PLT = 100
+    LZ_RGB = 101
+    GLZ_RGB = 102
+    FROM_CACHE = 103
+    SURFACE = 104
+    JPEG = 105
+    FROM_CACHE_LOSSLESS = 106
+    ZLIB_GLZ_RGB = 107
+    JPEG_ALPHA = 108
+    LZ4 = 109
+
+
+class DisplayCap(IntEnum):
+    """Display-channel capability bits (spice.md §6.1)."""
+
+    SIZED_STREAM = 0
+    MONITORS_CONFIG = 1
+    COMPOSITE = 2
+    A8_SURFACE = 3
+    STREAM_REPORT = 4
+    LZ4_COMPRESSION = 5
+    PREF_COMPRESSION = 6
+    GL_SCANOUT = 7
+    MULTI_CODEC = 8
+    CODEC_MJPEG = 9
+
+
+PROFILES = ("spice-gtk", "spice-html5", "web")
+
+# Image types we can encode, best lossless first.
+ENCODABLE_LOSSLESS = (ImageType.LZ4, ImageType.LZ_RGB, ImageType.BITMAP)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageCaps:
+    """What one client accepts.
+
+    ``types``: image types it decodes; ``force``: use this type for every image (benchmarks,
+    tests); ``lossy``: JPEG allowed for photographic regions; ``mjpeg``: MJPEG video streams allowed;
+    ``cache_pixels``: its pixmap cache size in pixels (from DISPLAY_INIT; 0 = do not use the cache).
+    """
+
+    profile: str
+    types: frozenset[ImageType]
+    force: ImageType | None = None
+    lossy: bool = False
+    mjpeg: bool = False
+    cache_pixels: int = 0
+
+    @classmethod
+    def from_caps(cls, common_caps: set[int] | frozenset[int], display_caps: set[int] | frozenset[int],
+                  profile: str = "spice-gtk", *, force: ImageType | int | None = None,
+                  lossy: bool = False, cache_pixels: int = 0) -> ImageCaps:
+        """Build the caps of a client that linked with these capability sets."""
+        if profile not in PROFILES:
+            raise ValueError(f"unknown display client profile {profile!r} (expected one of {PROFILES})")
+        if profile == "spice-gtk":
+            types = {ImageType.BITMAP, ImageType.LZ_RGB, ImageType.GLZ_RGB, ImageType.QUIC, ImageType.JPEG,
+                     ImageType.FROM_CACHE, ImageType.FROM_CACHE_LOSSLESS}
+            if DisplayCap.LZ4_COMPRESSION in display_caps:
+                types.add(ImageType.LZ4)
+        elif profile == "spice-html5":
+            types = {ImageType.BITMAP, ImageType.LZ_RGB, ImageType.JPEG, ImageType.QUIC, ImageType.FROM_CACHE}
+        else:  # our own browser client
+            types = {ImageType.BITMAP, ImageType.LZ_RGB, ImageType.LZ4, ImageType.JPEG, ImageType.FROM_CACHE}
+        # MJPEG: every client understands it without MULTI_CODEC; with MULTI_CODEC it must announce it.
+        mjpeg = DisplayCap.MULTI_CODEC not in display_caps or DisplayCap.CODEC_MJPEG in display_caps
+        forced = None if force is None else ImageType(force)
+        if forced is not None and forced not in ENCODABLE_LOSSLESS + (ImageType.JPEG,):
+            raise ValueError(f"cannot encode image type {forced.name}")
+        return cls(profile, frozenset(types), forced, lossy, mjpeg, cache_pixels)
+
+    def with_force(self, force: ImageType | int | None) -> ImageCaps:
+        return replace(self, force=None if force is None else ImageType(force))
+
+    @property
+    def lossless_type(self) -> ImageType:
+        """The image type to use for lossless content."""
+        if self.force is not None:
+            return self.force
+        for t in ENCODABLE_LOSSLESS:
+            if t in self.types:
+                return t
+        return ImageType.BITMAP

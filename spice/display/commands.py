@@ -1,0 +1,62 @@
+"""Drawing commands a :class:`~spice.display.pipeline.DisplayClient` hands to the display channel.
+
+Each command maps onto one SPICE display message on surface 0 (spice.md §6.7, §6.8):
+
+* :class:`DrawFill`  -> DRAW_FILL with a solid brush, rop OP_PUT, no clip, no mask.
+* :class:`DrawCopy`  -> DRAW_COPY: ``image`` is a complete marshalled SpiceImage (18-byte
+  descriptor + type-specific body) to be placed at the ``src_bitmap`` offset; ``src_area`` is
+  ``(0, 0, rect.height, rect.width)``, rop OP_PUT, scale mode 0, no mask.
+* :class:`CopyBits`  -> COPY_BITS: box ``rect``, ``src_pos = (src_x, src_y)``.
+* :class:`Resize`    -> the primary surface changed size: SURFACE_DESTROY(0), SURFACE_CREATE(0, w, h,
+  32_xRGB, PRIMARY), (MONITORS_CONFIG), then the full redraw that follows in the same take, then MARK.
+* :class:`InvalList` -> INVAL_LIST of pixmap ids (image cache eviction; sent before what follows).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spice.guests.base import Rect
+
+
+@dataclass(frozen=True, slots=True)
+class DrawFill:
+    """Fill ``rect`` with ``color`` (0x00RRGGBB, the SPICE solid brush value)."""
+
+    rect: Rect
+    color: int
+
+
+@dataclass(frozen=True, slots=True)
+class DrawCopy:
+    """Copy the whole ``image`` (a marshalled SpiceImage of ``rect``'s size) to ``rect``."""
+
+    rect: Rect
+    image: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CopyBits:
+    """Copy the ``rect``-sized area whose top-left is ``(src_x, src_y)`` to ``rect`` (same surface)."""
+
+    src_x: int
+    src_y: int
+    rect: Rect
+
+
+@dataclass(frozen=True, slots=True)
+class Resize:
+    """The guest screen is now ``width`` x ``height``: re-create the primary surface first."""
+
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class InvalList:
+    """Tell the client to drop these pixmap-cache ids (INVAL_LIST, type 1 = pixmap each)."""
+
+    ids: tuple[int, ...]
+
+
+DrawCommand = DrawFill | DrawCopy | CopyBits | Resize | InvalList

@@ -1,0 +1,53 @@
+"""A client-side model: apply drawing commands to a numpy canvas, as spice-gtk's canvas would."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spice.display.commands import CopyBits, DrawCommand, DrawCopy, DrawFill, InvalList, Resize
+from spice.display.decode import decode_image
+
+
+class ShadowCanvas:
+    """``(h, w, 4)`` BGRX canvas plus a pixmap cache, driven by :class:`DrawCommand` lists."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.pixels = np.zeros((height, width, 4), np.uint8)
+        self.cache: dict[int, np.ndarray] = {}
+
+    def apply(self, cmds: list[DrawCommand]) -> None:
+        for cmd in cmds:
+            if isinstance(cmd, DrawFill):
+                r = cmd.rect
+                c = cmd.color
+                self.pixels[r.top:r.bottom, r.left:r.right] = (c & 255, c >> 8 & 255, c >> 16 & 255, 0)
+            elif isinstance(cmd, DrawCopy):
+                r = cmd.rect
+                d, img = decode_image(cmd.image)
+                if img is None:
+                    img = self.cache[d.id]
+                elif d.flags & 1:  # CACHE_ME
+                    self.cache[d.id] = img
+                if img.shape[:2] != (r.height, r.width):
+                    raise AssertionError(f"image {img.shape[:2]} does not fit box {r}")
+                self.pixels[r.top:r.bottom, r.left:r.right] = img
+            elif isinstance(cmd, CopyBits):
+                r = cmd.rect
+                src = self.pixels[cmd.src_y:cmd.src_y + r.height, cmd.src_x:cmd.src_x + r.width].copy()
+                self.pixels[r.top:r.bottom, r.left:r.right] = src
+            elif isinstance(cmd, Resize):
+                self.pixels = np.zeros((cmd.height, cmd.width, 4), np.uint8)
+            elif isinstance(cmd, InvalList):
+                for i in cmd.ids:
+                    self.cache.pop(i, None)
+            else:
+                raise TypeError(f"unknown command {cmd!r}")
+
+    def bgr(self) -> np.ndarray:
+        """The visible colour (X byte ignored) as ``(h, w)`` uint32."""
+        return self.pixels.view(np.uint32)[..., 0] & 0x00FFFFFF
+
+
+def visible(fb: np.ndarray) -> np.ndarray:
+    """The visible colour of a BGRX framebuffer as ``(h, w)`` uint32."""
+    return np.ascontiguousarray(fb).view(np.uint32)[..., 0] & 0x00FFFFFF

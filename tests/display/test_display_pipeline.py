@@ -1,0 +1,184 @@
+"""Pipeline: the commands a client takes reproduce the guest's framebuffer exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fakeguest import FakeGuest
+
+from spice.display.caps import ImageCaps, ImageType
+from spice.display.commands import CopyBits, DrawCopy, DrawFill, Resize
+from spice.display.pipeline import DisplayPipeline, command_size
+from spice.display.shadow import ShadowCanvas, visible
+from spice.guests.base import Rect
+
+GTK_CAPS = {0, 1, 2, 3, 4, 5, 7, 8, 9}
+
+
+def caps(t: ImageType | None = None) -> ImageCaps:
+    return ImageCaps.from_caps({0, 2, 3}, GTK_CAPS, "spice-gtk", force=t)
+
+
+@pytest.mark.parametrize("image_type", [ImageType.BITMAP, ImageType.LZ4, ImageType.LZ_RGB])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_every_take_reproduces_the_framebuffer(image_type, seed):
+    g = FakeGuest(96, 64, seed)
+    p = DisplayPipeline(g)
+    wakes = []
+    c = p.attach(caps(image_type), lambda: wakes.append(1))
+    shadow = ShadowCanvas(96, 64)
+    shadow.apply(c.take())
+    assert np.array_equal(shadow.bgr(), visible(g.fb))
+    assert not c.pending
+    kinds = set()
+    for frame_no in range(60):
+        nframes = int(g.rng.integers(1, 4)) if frame_no % 3 else 1
+        for _ in range(nframes):
+            for _ in range(int(g.rng.integers(1, 5))):
+                g.random_op()
+            g.finish()
+        cmds = c.take()
+        kinds |= {type(x) for x in cmds}
+        shadow.apply(cmds)
+        assert np.array_equal(shadow.bgr(), visible(g.fb)), frame_no
+        assert not c.pending
+    assert {DrawCopy, DrawFill, CopyBits} <= kinds
+
+
+def test_wakeup_once_per_frame_and_not_when_nothing_changed():
+    g = FakeGuest(64, 32)
+    p = DisplayPipeline(g)
+    wakes = []
+    c = p.attach(caps(), lambda: wakes.append(g.serial))
+    c.take()
+    for _ in range(5):
+        g.damage(Rect(0, 0, 8, 8))
+        g.damage(Rect(10, 10, 20, 20))
+    g.finish()
+    assert wakes == [1]
+    c.take()
+    g.damage(Rect(0, 0, 8, 8), kind="none")  # reported but the pixels did not change
+    g.fb[0:8, 0:8] = p.snapshot[0:8, 0:8]
+    g.finish()
+    assert wakes == [1] and not c.pending
+
+
+def test_slow_client_gets_coalesced_damage():
+    g = FakeGuest(128, 96, 3)
+    p = DisplayPipeline(g)
+    fast = p.attach(caps(ImageType.LZ4), lambda: None)
+    slow = p.attach(caps(ImageType.LZ4), lambda: None)
+    fs, ss = ShadowCanvas(128, 96), ShadowCanvas(128, 96)
+    fs.apply(fast.take())
+    ss.apply(slow.take())
+    fast_cmds = 0
+    for _ in range(200):
+        g.random_op()
+        g.random_op()
+        g.finish()
+        cmds = fast.take()
+        fast_cmds += len(cmds)
+        fs.apply(cmds)
+    cmds = slow.take()
+    ss.apply(cmds)
+    assert np.array_equal(ss.bgr(), visible(g.fb))
+    assert np.array_equal(fs.bgr(), visible(g.fb))
+    # bounded: no pass-through backlog, at most one image per dirty band of the screen
+    assert not any(isinstance(x, CopyBits) for x in cmds)
+    assert len(cmds) <= (128 // 8) * (96 // 8)
+    assert len(cmds) < fast_cmds
+
+
+def test_two_clients_share_encodes():
+    g = FakeGuest(200, 120, 4)
+    p = DisplayPipeline(g)
+    a = p.attach(caps(ImageType.LZ_RGB), lambda: None)
+    b = p.attach(caps(ImageType.LZ_RGB), lambda: None)
+    html5 = p.attach(ImageCaps.from_caps({3}, {0, 4, 8, 9, 10}, "spice-html5"), lambda: None)
+    ta, tb, th = a.take(), b.take(), html5.take()
+    assert [x.image for x in ta if isinstance(x, DrawCopy)] == [x.image for x in tb if isinstance(x, DrawCopy)]
+    imgs_a = {id(x.image) for x in ta if isinstance(x, DrawCopy)}
+    assert imgs_a == {id(x.image) for x in tb if isinstance(x, DrawCopy)}  # the very same bytes objects
+    assert imgs_a == {id(x.image) for x in th if isinstance(x, DrawCopy)}  # html5 also gets LZ_RGB
+    encodes = p.stats.encodes
+    g.damage(Rect(3, 5, 150, 70))
+    g.finish()
+    a.take()
+    assert p.stats.encodes > encodes
+    encodes = p.stats.encodes
+    b.take()
+    assert p.stats.encodes == encodes
+
+
+def test_lz4_only_for_clients_that_announce_it():
+    g = FakeGuest(64, 32)
+    p = DisplayPipeline(g)
+    no_lz4 = p.attach(ImageCaps.from_caps({3}, GTK_CAPS - {5}, "spice-gtk"), lambda: None)
+    with_lz4 = p.attach(caps(), lambda: None)
+    web = p.attach(ImageCaps.from_caps({3}, set(), "web"), lambda: None)
+    html5 = p.attach(ImageCaps.from_caps({3}, {0, 4, 8, 9, 10}, "spice-html5"), lambda: None)
+
+    def types(c):
+        return {x.image[8] for x in c.take() if isinstance(x, DrawCopy)}
+
+    assert types(no_lz4) == {ImageType.LZ_RGB}
+    assert types(with_lz4) == {ImageType.LZ4}
+    assert types(web) == {ImageType.LZ4}
+    assert types(html5) == {ImageType.LZ_RGB}
+
+
+def test_max_bytes_splits_a_take_and_the_rest_stays_pending():
+    g = FakeGuest(256, 128, 5)
+    p = DisplayPipeline(g, max_band_pixels=2048)
+    c = p.attach(caps(ImageType.BITMAP), lambda: None)
+    shadow = ShadowCanvas(256, 128)
+    sizes = []
+    while c.pending:
+        cmds = c.take(max_bytes=40_000)
+        sizes.append(sum(command_size(x) for x in cmds))
+        shadow.apply(cmds)
+    assert len(sizes) > 3
+    assert max(sizes) < 40_000 + 2048 * 4 + 200
+    assert np.array_equal(shadow.bgr(), visible(g.fb))
+
+
+def test_solid_damage_becomes_fill_and_large_damage_is_banded():
+    g = FakeGuest(640, 400)
+    p = DisplayPipeline(g)
+    c = p.attach(caps(ImageType.BITMAP), lambda: None)
+    c.take()
+    g.fb[:, :, :3] = (1, 2, 3)
+    g.report(Rect(0, 0, 640, 400))
+    g.finish()
+    cmds = c.take()
+    assert cmds and all(isinstance(x, DrawFill) and x.color == 0x030201 for x in cmds)
+    g.damage(Rect(0, 0, 640, 400))
+    g.finish()
+    cmds = c.take()
+    assert all(isinstance(x, DrawCopy) and x.rect.area * 4 <= 256 * 1024 for x in cmds)
+    assert sum(x.rect.area for x in cmds) == 640 * 400
+
+
+def test_resize_gives_resize_then_full_screen():
+    g = FakeGuest(64, 32)
+    p = DisplayPipeline(g)
+    c = p.attach(caps(), lambda: None)
+    c.take()
+    g.resize(80, 48)
+    cmds = c.take()
+    assert cmds[0] == Resize(80, 48)
+    shadow = ShadowCanvas(1, 1)
+    shadow.apply(cmds)
+    assert np.array_equal(shadow.bgr(), visible(g.fb))
+
+
+def test_detach_stops_updates():
+    g = FakeGuest(64, 32)
+    p = DisplayPipeline(g)
+    calls = []
+    c = p.attach(caps(), lambda: calls.append(1))
+    c.take()
+    c.detach()
+    g.damage(Rect(0, 0, 10, 10))
+    g.finish()
+    assert calls == [] and p.clients == ()
