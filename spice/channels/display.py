@@ -1,0 +1,114 @@
+"""Display channel: primary surface, MONITORS_CONFIG, MARK, and the pipeline's draw commands.
+
+Pixels come from the shared display pipeline (``server.display_pipeline``, encoded once per
+encoder and fanned out); this module only marshals its commands into DRAW_FILL / DRAW_COPY /
+COPY_BITS / SURFACE_* / INVAL_LIST and pulls new ones only while the ACK window has room.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from typing import Any
+
+from spice.display.caps import ImageCaps
+from spice.display.commands import CopyBits, DrawCopy, DrawFill, InvalList, Resize
+from spice.proto import display as pd
+from spice.proto.display import DisplayCap, DisplayMsg, DisplayMsgc
+from spice.proto.enums import ChannelType
+from spice.proto.headers import Message
+from spice.server.session import client_profile
+
+from .base import Channel, ChannelError, log
+
+INVAL_ENTRY = struct.Struct("<BQ")
+
+
+class DisplayChannel(Channel):
+    channel_type = ChannelType.DISPLAY
+    name = "display"
+    flow_control = True
+    max_message = 4096
+    known_messages = frozenset(DisplayMsgc)
+    #: bytes per take() from the pipeline (keeps one pull bounded; the window bounds the rest)
+    take_bytes = 4 << 20
+
+    @classmethod
+    def server_caps(cls, server) -> frozenset[int]:
+        return frozenset({DisplayCap.MONITORS_CONFIG})
+
+    def start(self) -> None:
+        self.client: Any = None
+        self.queue: deque[Any] = deque()
+        self.marked = False
+        self.profile = client_profile(self.common_caps, self.client_caps, self.conn.transport)
+        self.monitors = DisplayCap.MONITORS_CONFIG in self.client_caps
+        # drawing starts when DISPLAY_INIT arrives (spice-server waits for it too)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.detach()
+            self.client = None
+
+    def on_message(self, msg: Message) -> None:
+        if msg.type == DisplayMsgc.INIT:
+            self.check_size(msg, pd.DisplayInit.sizeof())
+            if self.client is not None:
+                return
+            init = pd.DisplayInit.parse(msg.body[:pd.DisplayInit.sizeof()])
+            caps = ImageCaps.from_caps(self.common_caps, self.client_caps, self.profile,
+                                       cache_pixels=max(0, init.pixmap_cache_size))
+            w, h = self.server.guest.size
+            self._create_surface(w, h, destroy=False)
+            self.client = self.server.display_pipeline.attach(caps, self.wakeup)
+            log.info("%s: display client %s, lossless %s", self.conn.name, self.profile, caps.lossless_type.name)
+        elif msg.type in DisplayMsgc:
+            pass  # stream reports, preferences: nothing to do (no streams, no announced preference caps)
+        else:  # pragma: no cover - filtered by known_messages
+            raise ChannelError(f"unknown display message {msg.type}")
+
+    def _create_surface(self, w: int, h: int, destroy: bool) -> None:
+        if destroy:
+            self.send(DisplayMsg.SURFACE_DESTROY, struct.pack("<I", 0))
+        self.send(DisplayMsg.SURFACE_CREATE, pd.build_surface_create(w, h))
+        if self.monitors:
+            self.send(DisplayMsg.MONITORS_CONFIG, pd.build_monitors_config(w, h))
+        self.marked = False
+
+    def has_pending(self) -> bool:
+        return bool(self.queue) or (self.client is not None and self.client.pending)
+
+    def produce(self) -> None:
+        if not self.queue:
+            if self.client is None:
+                return
+            self.queue.extend(self.client.take(self.take_bytes))
+            if not self.marked:
+                self.queue.append(None)  # MARK after the first full frame
+        # send what the window allows; the rest waits in this (bounded: one take) queue
+        while self.queue and self.window_open:
+            self._send_command(self.queue.popleft())
+
+    def _send_command(self, cmd: Any) -> None:
+        if cmd is None:
+            self.send(DisplayMsg.MARK)
+            self.marked = True
+        elif isinstance(cmd, DrawCopy):
+            r = cmd.rect
+            self.send(DisplayMsg.DRAW_COPY, pd.build_draw_copy(r.left, r.top, r.right, r.bottom, cmd.image))
+        elif isinstance(cmd, DrawFill):
+            r = cmd.rect
+            self.send(DisplayMsg.DRAW_FILL, pd.build_draw_fill(r.left, r.top, r.right, r.bottom, cmd.color))
+        elif isinstance(cmd, CopyBits):
+            r = cmd.rect
+            self.send(DisplayMsg.COPY_BITS, pd.build_copy_bits(cmd.src_x, cmd.src_y, r.left, r.top, r.right,
+                                                               r.bottom))
+        elif isinstance(cmd, Resize):
+            self._create_surface(cmd.width, cmd.height, destroy=True)
+            if not self.queue or self.queue[-1] is not None:
+                self.queue.append(None)
+        elif isinstance(cmd, InvalList):
+            body = struct.pack("<H", len(cmd.ids)) + b"".join(INVAL_ENTRY.pack(1, i) for i in cmd.ids)
+            self.send(DisplayMsg.INVAL_LIST, body)
+        else:
+            raise TypeError(f"unknown draw command {cmd!r}")

@@ -1,0 +1,136 @@
+"""``aiospice serve`` and ``aiospice certs``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from .config import ServerConfig, parse_secure_channels
+
+log = logging.getLogger("spice.server")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 1024x768, not {text!r}") from None
+    if not (64 <= w <= 8192 and 64 <= h <= 8192):
+        raise argparse.ArgumentTypeError("size must be between 64x64 and 8192x8192")
+    return w, h
+
+
+def _secure(text: str) -> frozenset[int]:
+    try:
+        return parse_secure_channels(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("serve", help="run the SPICE server",
+                              description="Serve a guest desktop to SPICE clients (remote-viewer, spicy, browsers).")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=5900, help="plain SPICE port (default 5900; 0 = any free port)")
+    p.add_argument("--no-plain", action="store_true", help="no plain port (TLS only)")
+    p.add_argument("--tls-port", type=int, help="TLS SPICE port (needs --certs)")
+    p.add_argument("--certs", type=Path, help="directory with server-cert.pem and server-key.pem")
+    auth = p.add_mutually_exclusive_group()
+    auth.add_argument("--password", help="ticket password (or set AIOSPICE_PASSWORD)")
+    auth.add_argument("--password-file", type=Path, help="read the password from this file (first line)")
+    auth.add_argument("--disable-ticketing", action="store_true", help="allow clients without a password")
+    p.add_argument("--password-expires", type=float, metavar="SECONDS",
+                   help="the password stops working this many seconds after start")
+    p.add_argument("--secure-channels", type=_secure, default=frozenset(), metavar="LIST",
+                   help="channels refused on the plain port: main,display,inputs,cursor,usbredir or all")
+    p.add_argument("--size", type=_size, default=(1024, 768), help="guest screen size WxH (default 1024x768)")
+    p.add_argument("--guest", default="builtin", choices=["builtin"], help="the machine behind the display")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=serve)
+
+    c = subparsers.add_parser("certs", help="create a CA and a server certificate for TLS",
+                              description="Write ca-cert.pem, server-cert.pem and server-key.pem into DIR.")
+    c.add_argument("dir", type=Path)
+    c.add_argument("--host", action="append", help="host name or IP in the certificate (repeatable; "
+                                                  "default 127.0.0.1 and localhost)")
+    c.add_argument("--days", type=int, default=3650)
+    c.set_defaults(func=certs)
+
+
+def certs(args: argparse.Namespace) -> int:
+    from spice.certs import generate
+
+    hosts = args.host or ["127.0.0.1", "localhost"]
+    files = generate(args.dir, hosts, args.days)
+    for name, path in files.items():
+        print(f"wrote {path}" + (" (keep private)" if name.endswith("key.pem") else ""))
+    print(f"connect with: remote-viewer --spice-ca-file={files['ca-cert.pem']} spice://{hosts[0]}?tls-port=5901")
+    return 0
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    password = args.password
+    if args.password_file is not None:
+        password = args.password_file.read_text().splitlines()[0] if args.password_file.read_text() else ""
+    if password is None and not args.disable_ticketing:
+        password = os.environ.get("AIOSPICE_PASSWORD") or None
+    return ServerConfig(host=args.host, port=None if args.no_plain else args.port, tls_port=args.tls_port,
+                        certs_dir=args.certs, password=password, disable_ticketing=args.disable_ticketing,
+                        password_expires=args.password_expires, secure_channels=args.secure_channels)
+
+
+def make_guest(name: str, size: tuple[int, int]):
+    if name == "builtin":
+        from spice.guests.builtin import BuiltinGuest
+
+        return BuiltinGuest(width=size[0], height=size[1])
+    raise ValueError(f"unknown guest {name!r}")
+
+
+def serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = config_from_args(args)
+    except OSError as err:
+        print(f"aiospice serve: cannot read password file: {err}", file=sys.stderr)
+        return 2
+    problem = cfg.auth_error()
+    if problem:
+        print(f"aiospice serve: refusing to start: {problem}", file=sys.stderr)
+        return 2
+    warning = cfg.exposure_warning()
+    if warning:
+        print(f"aiospice serve: WARNING: {warning}", file=sys.stderr)
+    return asyncio.run(_serve(cfg, args))
+
+
+async def _serve(cfg: ServerConfig, args: argparse.Namespace) -> int:
+    from .server import SpiceServer
+
+    guest = make_guest(args.guest, args.size)
+    server = SpiceServer(guest, cfg)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start()
+    except OSError as err:
+        print(f"aiospice serve: cannot listen: {err}", file=sys.stderr)
+        await guest.stop()
+        return 1
+    ports = ", ".join(f"{k} {cfg.host}:{v}" for k, v in server.ports.items())
+    print(f"aiospice: serving {args.guest} guest {args.size[0]}x{args.size[1]} on {ports}", flush=True)
+    await stop.wait()
+    log.info("signal received: closing %d connection(s)", len(server.connections))
+    await server.close()
+    print("aiospice: stopped", flush=True)
+    return 0

@@ -1,0 +1,365 @@
+"""One SPICE connection: run the link, then the channel's read/write loops with the ACK window.
+
+:func:`handle_spice_stream` is the entry point for every transport (TCP, TLS, WebSocket): it
+needs an ``asyncio.StreamReader`` and a writer with ``write/drain/close/wait_closed/
+get_extra_info`` and uses only ``get_extra_info('peername')`` and ``('ssl_object')``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from spice.channels.base import Channel, ChannelError
+from spice.channels.registry import channel_class
+from spice.proto.channel import (
+    ChannelProtocol,
+    ChannelProtocolError,
+    PeerDisconnecting,
+    PongReceived,
+    WindowOpened,
+)
+from spice.proto.enums import CHANNEL_NAMES, ChannelType, LinkError
+from spice.proto.headers import Message
+from spice.proto.link import (
+    LinkEstablished,
+    LinkFailed,
+    LinkRequest,
+    LinkState,
+    ServerLink,
+    TicketReceived,
+)
+
+if TYPE_CHECKING:
+    from .server import SpiceServer
+    from .session import Session
+
+log = logging.getLogger("spice.server")
+READ_CHUNK = 64 * 1024
+
+
+def _channel_name(channel_type: int) -> str:
+    try:
+        return CHANNEL_NAMES[ChannelType(channel_type)]
+    except ValueError:
+        return f"type{channel_type}"
+
+
+async def handle_spice_stream(server: SpiceServer, reader: asyncio.StreamReader, writer: Any,
+                              first: bytes = b"", *, transport: str | None = None) -> None:
+    """Serve one SPICE connection to its end (link, then channel); never raises."""
+    conn = ChannelConnection(server, reader, writer, transport)
+    try:
+        await conn.run(first)
+    except Exception:  # a bug must not take the server down
+        log.exception("%s: connection failed", conn.peer)
+    finally:
+        await conn.close_transport()
+
+
+class ChannelConnection:
+    """The asyncio side of one channel connection."""
+
+    def __init__(self, server: SpiceServer, reader: asyncio.StreamReader, writer: Any,
+                 transport: str | None = None) -> None:
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        peer = writer.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer)
+        self.secure = writer.get_extra_info("ssl_object") is not None or transport in ("wss",)
+        self.transport = transport or ("tls" if self.secure else "tcp")
+        self.protocol: ChannelProtocol = ChannelProtocol(True)
+        self.channel: Channel | None = None
+        self.session: Session | None = None
+        self.request: LinkRequest | None = None
+        self.mini_header = True
+        self.close_reason: str | None = None
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._stall_since: float | None = None
+        self._counted_in = self._counted_out = 0
+        self._msgs_in = self._msgs_out = 0
+        self._initial = b""
+
+    @property
+    def name(self) -> str:
+        if self.request is None:
+            return f"{self.peer} (linking)"
+        return f"{self.peer} {_channel_name(self.request.channel_type)}:{self.request.channel_id}"
+
+    # -- lifecycle
+    async def run(self, first: bytes) -> None:
+        server = self.server
+        stats = server.stats
+        if stats.connections_open >= server.config.max_connections:
+            stats.connections_refused += 1
+            log.warning("%s: refused, %d connections open (limit)", self.peer, stats.connections_open)
+            return
+        stats.connections_open += 1
+        server.connections.add(self)
+        try:
+            try:
+                linked = await asyncio.wait_for(self._link(first), server.config.link_timeout)
+            except TimeoutError:
+                stats.link_failures["TIMEOUT"] += 1
+                log.warning("%s: link not completed within %.1f s, closing", self.peer, server.config.link_timeout)
+                return
+            except (ConnectionError, OSError) as err:
+                stats.link_failures["ERROR"] += 1
+                log.info("%s: connection lost during link: %s", self.peer, err)
+                return
+            if linked:
+                await self._serve()
+        finally:
+            stats.connections_open -= 1
+            server.connections.discard(self)
+
+    async def close_transport(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.writer.wait_closed(), 2.0)
+
+    def close(self, reason: str, disconnecting: int | None = None) -> None:
+        """Ask the connection to end (from any task); ``disconnecting`` sends DISCONNECTING first."""
+        if self._closing:
+            return
+        self._closing = True
+        self.close_reason = reason
+        if disconnecting is not None and self.channel is not None:
+            with contextlib.suppress(Exception):
+                self.protocol.disconnecting(disconnecting)
+                self.writer.write(self.protocol.data_to_send())
+        self._wake.set()
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+    def wakeup(self) -> None:
+        self._wake.set()
+
+    # -- link
+    async def _link(self, first: bytes) -> bool:
+        server = self.server
+        link = ServerLink(server.key)
+        events = link.receive_data(first) if first else []
+        while True:
+            for ev in events:
+                if isinstance(ev, LinkRequest):
+                    events_more = self._on_link_request(link, ev)
+                    events.extend(events_more)
+                elif isinstance(ev, TicketReceived):
+                    events.append(self._on_ticket(link, ev))
+                elif isinstance(ev, LinkFailed):
+                    server.stats.link_failures[ev.code.name] += 1
+                    log.warning("%s: link failed: %s (%s)", self.name, ev.code.name, ev.reason)
+                elif isinstance(ev, LinkEstablished):
+                    self.mini_header = ev.mini_header
+            out = link.data_to_send()
+            if out:
+                self.writer.write(out)
+                await self.writer.drain()
+            if link.state is LinkState.DONE:
+                self._initial = link.remaining
+                return True
+            if link.state is LinkState.FAILED:
+                return False
+            data = await self.reader.read(4096)
+            events = link.receive_data(data) if data else link.receive_eof()
+
+    def _on_link_request(self, link: ServerLink, req: LinkRequest) -> list[object]:
+        self.request = req
+        cls = channel_class(req.channel_type)
+        if cls is None:
+            return [link.reject(LinkError.CHANNEL_NOT_AVAILABLE, f"no channel type {req.channel_type}")]
+        if req.channel_type in self.server.config.secure_channels and not self.secure:
+            return [link.reject(LinkError.NEED_SECURED, "channel requires TLS")]
+        return link.accept(cls.server_caps(self.server))
+
+    def _on_ticket(self, link: ServerLink, ev: TicketReceived) -> object:
+        server = self.server
+        req = self.request
+        assert req is not None
+        code = server.auth.check(ev.plaintext)
+        if code != LinkError.OK:
+            server.stats.auth_failures += 1
+            reason = "ticket did not decrypt" if ev.plaintext is None else "wrong or expired password"
+            return link.finish(code, reason)
+        cls = channel_class(req.channel_type)
+        assert cls is not None
+        if req.channel_type == ChannelType.MAIN:
+            return link.finish(LinkError.OK)
+        session = server.sessions.get(req.connection_id)
+        if session is None or session.closed:
+            return link.finish(LinkError.BAD_CONNECTION_ID, f"unknown session id {req.connection_id:#x}")
+        if req.channel_id not in cls.channel_ids(server):
+            return link.finish(LinkError.CHANNEL_NOT_AVAILABLE, f"no channel id {req.channel_id}")
+        self.session = session
+        return link.finish(LinkError.OK)
+
+    # -- channel
+    async def _serve(self) -> None:
+        server = self.server
+        req = self.request
+        assert req is not None
+        cls = channel_class(req.channel_type)
+        assert cls is not None
+        if self.session is None:  # main channel: new session
+            self.session = server.sessions.create(server)
+            server.stats.sessions_total += 1
+            server.stats.sessions_open += 1
+        session = self.session
+        counters = server.stats.channel(cls.name)
+        counters.connections_total += 1
+        counters.connections_open += 1
+        self.protocol = ChannelProtocol(self.mini_header, server=True, max_message=cls.max_message)
+        log.info("%s: channel up (session %#x, %s, caps %s)", self.name, session.id, self.transport,
+                 sorted(req.channel_caps))
+        channel = cls(self, session, req)
+        self.channel = channel
+        session.add(channel)
+        writer_task = asyncio.create_task(self._write_loop(), name=f"spice-write {self.name}")
+        try:
+            if cls.flow_control:
+                self.protocol.set_ack(server.config.ack_window)
+            channel.start()
+            self.wakeup()
+            if self._initial:
+                self._feed(self._initial)
+            while not self._closing:
+                data = await self.reader.read(READ_CHUNK)
+                if not data:
+                    self.close_reason = self.close_reason or "client closed the connection"
+                    break
+                self._feed(data)
+        except (ConnectionError, OSError) as err:
+            self.close_reason = self.close_reason or f"connection error: {err}"
+        finally:
+            self._closing = True
+            self._wake.set()
+            writer_task.cancel()
+            with contextlib.suppress(BaseException):
+                await writer_task
+            with contextlib.suppress(Exception):
+                channel.close()
+            session.remove(channel)
+            counters.connections_open -= 1
+            self._count()
+            log.info("%s: closed: %s", self.name, self.close_reason)
+            if req.channel_type == ChannelType.MAIN:
+                self._end_session(session)
+
+    def _end_session(self, session: Session) -> None:
+        session.closed = True
+        self.server.sessions.remove(session)
+        self.server.stats.sessions_open -= 1
+        for ch in list(session.channels):
+            ch.conn.close("main channel closed")
+
+    def _feed(self, data: bytes) -> None:
+        if self._closing:
+            return
+        assert self.channel is not None
+        try:
+            events = self.protocol.receive_data(data)
+            for ev in events:
+                if isinstance(ev, Message):
+                    if ev.type not in self.channel.known_messages:
+                        raise ChannelError(f"unknown message type {ev.type}")
+                    self.channel.on_message(ev)
+                elif isinstance(ev, WindowOpened):
+                    self.wakeup()
+                elif isinstance(ev, PongReceived):
+                    self.server.stats.channel(self.channel.name).last_rtt = ev.rtt
+                elif isinstance(ev, PeerDisconnecting):
+                    self.close(f"client sent DISCONNECTING (reason {ev.reason})")
+                    return
+        except (ChannelProtocolError, ChannelError) as err:
+            log.warning("%s: protocol error, closing: %s", self.name, err)
+            self.close(f"protocol error: {err}")
+            return
+        if self.protocol.pending_bytes:
+            if self.protocol.pending_bytes > self.server.config.max_pending_bytes:
+                log.warning("%s: %d bytes queued for a client that does not read, closing", self.name,
+                            self.protocol.pending_bytes)
+                self.close("client does not read")
+                return
+            self.wakeup()
+        self._count()
+
+    def _count(self) -> None:
+        if self.channel is None:
+            return
+        c = self.server.stats.channel(self.channel.name)
+        p = self.protocol
+        c.bytes_in += p.bytes_in - self._counted_in
+        c.bytes_out += p.bytes_out - self._counted_out
+        c.messages_in += p.messages_in - self._msgs_in
+        c.messages_out += p.messages_out - self._msgs_out
+        self._counted_in, self._counted_out = p.bytes_in, p.bytes_out
+        self._msgs_in, self._msgs_out = p.messages_in, p.messages_out
+
+    async def _write_loop(self) -> None:
+        cfg = self.server.config
+        channel = self.channel
+        assert channel is not None
+        proto = self.protocol
+        next_ping = time.monotonic() + cfg.ping_interval if cfg.ping_interval else None
+        try:
+            while not self._closing:
+                self._pump(channel, proto)
+                data = proto.data_to_send()
+                if data:
+                    self.writer.write(data)
+                    self._count()
+                    try:
+                        await asyncio.wait_for(self.writer.drain(), cfg.ack_timeout)
+                    except TimeoutError:
+                        self.close(f"client did not read for {cfg.ack_timeout:.0f} s")
+                        return
+                    continue
+                stalled = not proto.window_open and channel.has_pending()
+                now = time.monotonic()
+                if stalled:
+                    if self._stall_since is None:
+                        self._stall_since = now
+                        self.server.stats.channel(channel.name).ack_stalls += 1
+                    elif now - self._stall_since >= cfg.ack_timeout:
+                        log.warning("%s: no ACK for %.0f s with the window full, closing", self.name,
+                                    cfg.ack_timeout)
+                        self.close("client stopped acknowledging (ACK window exhausted)")
+                        return
+                else:
+                    self._stall_since = None
+                timeout = None
+                if next_ping is not None:
+                    if now >= next_ping:
+                        proto.ping()
+                        next_ping = now + cfg.ping_interval
+                        continue
+                    timeout = next_ping - now
+                if stalled:
+                    rest = cfg.ack_timeout - (now - (self._stall_since or now))
+                    timeout = rest if timeout is None else min(timeout, rest)
+                self._wake.clear()
+                if timeout is None:
+                    await self._wake.wait()
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), max(timeout, 0.001))
+        except (ConnectionError, OSError) as err:
+            self.close(f"write failed: {err}")
+        except Exception:
+            log.exception("%s: channel failed", self.name)
+            self.close("internal error")
+
+    def _pump(self, channel: Channel, proto: ChannelProtocol) -> None:
+        """Let the channel produce while the window is open."""
+        while proto.window_open and channel.has_pending():
+            before = proto.messages_out
+            channel.produce()
+            if proto.messages_out == before:
+                break

@@ -1,0 +1,148 @@
+"""The SPICE server object: listeners (TCP, TLS), key, password, sessions, guest, display pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from typing import Any
+
+from spice.guests.base import Guest
+from spice.proto.enums import ChannelType, LinkError
+from spice.proto.link import ServerKey, TicketAuth
+
+from .config import ServerConfig
+from .connection import ChannelConnection, handle_spice_stream
+from .session import SessionRegistry
+from .stats import Stats
+
+log = logging.getLogger("spice.server")
+HTTP_PREFIXES = (b"GET ", b"HEAD", b"POST", b"PUT ", b"OPTI", b"DELE", b"PATC", b"CONN", b"TRAC")
+
+
+def make_tls_context(certs_dir) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(certs_dir / "server-cert.pem"), str(certs_dir / "server-key.pem"))
+    return ctx
+
+
+class SpiceServer:
+    """Serves one guest to any number of SPICE clients."""
+
+    def __init__(self, guest: Guest, config: ServerConfig | None = None, key: ServerKey | None = None) -> None:
+        self.guest = guest
+        self.config = config or ServerConfig()
+        self.key = key or ServerKey()
+        cfg = self.config
+        password = None if cfg.disable_ticketing and cfg.password is None else (cfg.password or "").encode()
+        expires = time.monotonic() + cfg.password_expires if cfg.password_expires else None
+        self.auth = TicketAuth(password, expires)
+        self.sessions = SessionRegistry()
+        self.stats = Stats()
+        self.connections: set[ChannelConnection] = set()
+        self._servers: list[asyncio.base_events.Server] = []
+        self._tasks: set[asyncio.Task] = set()
+        self._pipeline: Any = None
+        self.ports: dict[str, int] = {}
+
+    # -- display pipeline shared by all display channels (messages encoded once, fanned out)
+    @property
+    def display_pipeline(self) -> Any:
+        if self._pipeline is None:
+            try:
+                from spice.display.pipeline import DisplayPipeline
+            except ImportError:
+                from .simple_display import SimpleDisplayPipeline as DisplayPipeline
+                log.info("spice.display.pipeline not available: using the plain BITMAP pipeline")
+            self._pipeline = DisplayPipeline(self.guest)
+        return self._pipeline
+
+    def set_password(self, password: str | None, expires_in: float | None = None) -> None:
+        """Change the ticket; ``None`` means ticketing disabled.  Applies to new links."""
+        self.auth = TicketAuth(None if password is None else password.encode(),
+                               time.monotonic() + expires_in if expires_in else None)
+
+    # -- listeners
+    async def start(self, start_guest: bool = True) -> None:
+        cfg = self.config
+        if start_guest:
+            await self.guest.start()
+        if cfg.port is not None:
+            srv = await asyncio.start_server(self._on_accept, cfg.host, cfg.port, limit=1 << 20)
+            self._servers.append(srv)
+            self.ports["plain"] = srv.sockets[0].getsockname()[1]
+            log.info("SPICE listening on %s:%d", cfg.host, self.ports["plain"])
+        if cfg.tls_port is not None:
+            assert cfg.certs_dir is not None
+            ctx = make_tls_context(cfg.certs_dir)
+            srv = await asyncio.start_server(self._on_accept, cfg.host, cfg.tls_port, ssl=ctx,
+                                             ssl_handshake_timeout=cfg.link_timeout, limit=1 << 20)
+            self._servers.append(srv)
+            self.ports["tls"] = srv.sockets[0].getsockname()[1]
+            log.info("SPICE (TLS) listening on %s:%d", cfg.host, self.ports["tls"])
+
+    async def _on_accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        try:
+            try:
+                first = await asyncio.wait_for(reader.readexactly(4), self.config.link_timeout)
+            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError) as err:
+                peer = writer.get_extra_info("peername")
+                self.stats.link_failures["TIMEOUT" if isinstance(err, TimeoutError) else "ERROR"] += 1
+                log.info("%s: closed before sending 4 bytes (%s)", peer, type(err).__name__)
+                writer.close()
+                return
+            if first.startswith(HTTP_PREFIXES):
+                frontdoor = _frontdoor()
+                if frontdoor is not None:
+                    await frontdoor.handle_http(self, reader, writer, first)
+                    return
+            await handle_spice_stream(self, reader, writer, first)
+        except asyncio.CancelledError:
+            writer.close()
+            raise
+
+    async def close(self, reason: LinkError = LinkError.OK) -> None:
+        """Stop listening, say DISCONNECTING on every channel, close every client, stop the guest."""
+        for srv in self._servers:
+            srv.close()
+        for conn in list(self.connections):
+            conn.close("server shutting down", disconnecting=int(reason))
+        for srv in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(srv.wait_closed(), 5)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        for t in list(self._tasks):
+            t.cancel()
+        self._servers.clear()
+        if self._pipeline is not None and hasattr(self._pipeline, "close"):
+            self._pipeline.close()
+        await self.guest.stop()
+
+    def channel_list(self) -> list[tuple[int, int]]:
+        """(type, id) of every channel offered in CHANNELS_LIST, from the channel registry."""
+        from spice.channels.registry import channel_class, channel_types
+
+        out = []
+        for t in channel_types():
+            if t == ChannelType.MAIN:
+                continue
+            cls = channel_class(t)
+            if cls is not None:
+                out += [(t, i) for i in cls.channel_ids(self)]
+        return out
+
+
+def _frontdoor():
+    try:
+        from . import frontdoor
+    except ImportError:
+        return None
+    return frontdoor

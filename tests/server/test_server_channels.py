@@ -1,0 +1,177 @@
+"""The server over real TCP with our test client: main, display, inputs, cursor, several clients."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import numpy as np
+import pytest
+from spice_testclient import Canvas, LinkRefused, TestChannel
+from spice_testguest import PaintGuest
+
+from spice.guests.base import Rect
+from spice.proto import main as pm
+from spice.proto.cursor import CursorMsg
+from spice.proto.display import DisplayCap, DisplayMsg, DisplayMsgc
+from spice.proto.enums import ChannelType, LinkError
+from spice.proto.inputs import InputsMsg, InputsMsgc
+from spice.proto.link import ServerKey
+from spice.server.config import ServerConfig
+from spice.server.server import SpiceServer
+
+KEY = ServerKey()
+DISPLAY_INIT = struct.pack("<BqBi", 1, 1 << 20, 0, 0)
+
+
+@pytest.fixture
+async def server():
+    guest = PaintGuest()
+    srv = SpiceServer(guest, ServerConfig(port=0, password="pw", ping_interval=0), key=KEY)
+    await srv.start()
+    yield srv
+    await srv.close()
+
+
+async def open_session(srv, **kw):
+    main = await TestChannel.connect(srv.ports["plain"], ChannelType.MAIN, channel_caps={1, 2}, **kw)
+    init = await main.wait_for(pm.MainMsg.INIT)
+    fields = pm.MainInit.parse(init.body)
+    return main, fields
+
+
+async def test_main_init_name_uuid_channels_list(server):
+    main, init = await open_session(server)
+    assert init.session_id and init.supported_mouse_modes == 3 and init.current_mouse_mode == 2
+    assert init.agent_tokens == 10
+    name = await main.wait_for(pm.MainMsg.NAME)
+    assert name.body == struct.pack("<I", 6) + b"paint\0"
+    assert (await main.wait_for(pm.MainMsg.UUID)).body == bytes(range(16))
+    main.send(pm.MainMsgc.ATTACH_CHANNELS)
+    lst = pm.ChannelsList.parse((await main.wait_for(pm.MainMsg.CHANNELS_LIST)).body)
+    assert {(c.type, c.id) for c in lst.channels} == {(2, 0), (3, 0), (4, 0)}
+    main.send(pm.MainMsgc.MOUSE_MODE_REQUEST, struct.pack("<H", 1))
+    mm = await main.wait_for(pm.MainMsg.MOUSE_MODE)
+    assert pm.MouseModeMsg.parse(mm.body) == dict(supported_modes=3, current_mode=1)
+    main.send(pm.MainMsgc.AGENT_DATA, b"x" * 30)
+    assert (await main.wait_for(pm.MainMsg.AGENT_TOKEN)).body == struct.pack("<I", 1)
+    main.close()
+
+
+async def test_wrong_password_and_bad_session(server):
+    with pytest.raises(LinkRefused) as e:
+        await TestChannel.connect(server.ports["plain"], ChannelType.MAIN, password="nope")
+    assert e.value.code == LinkError.PERMISSION_DENIED
+    with pytest.raises(LinkRefused) as e:
+        await TestChannel.connect(server.ports["plain"], ChannelType.DISPLAY, connection_id=12345)
+    assert e.value.code == LinkError.BAD_CONNECTION_ID
+    main, init = await open_session(server)
+    with pytest.raises(LinkRefused) as e:
+        await TestChannel.connect(server.ports["plain"], ChannelType.DISPLAY, 3, connection_id=init.session_id)
+    assert e.value.code == LinkError.CHANNEL_NOT_AVAILABLE
+    with pytest.raises(LinkRefused) as e:
+        await TestChannel.connect(server.ports["plain"], ChannelType.SMARTCARD, connection_id=init.session_id)
+    assert e.value.code == LinkError.CHANNEL_NOT_AVAILABLE
+    assert server.stats.auth_failures == 1
+    assert server.stats.link_failures["BAD_CONNECTION_ID"] == 1
+    main.close()
+
+
+async def test_expired_password(server):
+    server.set_password("pw", expires_in=1e-9)
+    with pytest.raises(LinkRefused) as e:
+        await TestChannel.connect(server.ports["plain"], ChannelType.MAIN)
+    assert e.value.code == LinkError.PERMISSION_DENIED
+
+
+async def test_display_frames_pixel_exact_for_two_clients(server):
+    guest: PaintGuest = server.guest
+    clients = []
+    for _ in range(2):
+        main, init = await open_session(server)
+        disp = await TestChannel.connect(server.ports["plain"], ChannelType.DISPLAY, connection_id=init.session_id,
+                                         channel_caps={DisplayCap.MONITORS_CONFIG, DisplayCap.LZ4_COMPRESSION})
+        disp.send(DisplayMsgc.INIT, DISPLAY_INIT)
+        await disp.wait_for(DisplayMsg.MARK)
+        clients.append((main, disp))
+    for _main, disp in clients:
+        types = [m.type for m in disp.messages]
+        assert types[:3] == [DisplayMsg.SURFACE_CREATE, DisplayMsg.MONITORS_CONFIG, DisplayMsg.DRAW_COPY], types
+        assert disp.messages[0].body == struct.pack("<5I", 0, 320, 200, 32, 1)
+    guest.fill(Rect(10, 10, 100, 50), 0x00123456)
+    guest.noise(Rect(200, 100, 260, 180), seed=7)
+    for main, disp in clients:
+        canvas = Canvas(320, 200)
+        for _ in range(50):
+            for m in disp.messages:
+                canvas.apply(m)
+            if np.array_equal(canvas.fb[..., :3], guest.fb[..., :3]):
+                break
+            disp.messages.clear()
+            await disp.pump()
+        assert np.array_equal(canvas.fb[..., :3], guest.fb[..., :3])
+        main.close()
+        disp.close()
+
+
+async def test_inputs_keys_pointer_and_motion_ack(server):
+    guest: PaintGuest = server.guest
+    main, init = await open_session(server)
+    inp = await TestChannel.connect(server.ports["plain"], ChannelType.INPUTS, connection_id=init.session_id)
+    assert inp.result.server_channel_caps == {0}  # KEY_SCANCODE announced
+    assert (await inp.wait_for(InputsMsg.INIT)).body == b"\0\0"
+    inp.send(InputsMsgc.KEY_DOWN, struct.pack("<I", 0x1E))
+    inp.send(InputsMsgc.KEY_UP, struct.pack("<I", 0x9E))
+    inp.send(InputsMsgc.KEY_DOWN, struct.pack("<I", 0x48E0))
+    inp.send(InputsMsgc.KEY_UP, struct.pack("<I", 0xC8E0))
+    inp.send(InputsMsgc.KEY_SCANCODE, bytes([0x1F, 0x9F, 0xE0, 0x1C, 0xE0, 0x9C]))
+    inp.send(InputsMsgc.KEY_DOWN, struct.pack("<I", 0x3A))  # caps lock -> guest LEDs -> KEY_MODIFIERS
+    assert (await inp.wait_for(InputsMsg.KEY_MODIFIERS)).body == b"\4\0"
+    for i in range(9):
+        inp.send(InputsMsgc.MOUSE_POSITION, struct.pack("<IIHB", i, 2 * i, 0, 0))
+    inp.send(InputsMsgc.MOUSE_MOTION, struct.pack("<iiH", -3, 4, 1))
+    inp.send(InputsMsgc.MOUSE_PRESS, struct.pack("<BH", 1, 1))
+    inp.send(InputsMsgc.MOUSE_RELEASE, struct.pack("<BH", 1, 0))
+    await inp.wait_for(InputsMsg.MOUSE_MOTION_ACK, count=2)
+    for _ in range(50):
+        if ("button", 1, False, 0) in guest.pointer:
+            break
+        await asyncio.sleep(0.02)
+    assert guest.keys[:8] == [(0x1E, True), (0x1E, False), (0x148, True), (0x148, False),
+                              (0x1F, True), (0x1F, False), (0x11C, True), (0x11C, False)]
+    assert guest.pointer[:9] == [("position", i, 2 * i, 0) for i in range(9)]
+    assert guest.pointer[9:] == [("motion", -3, 4, 1), ("button", 1, True, 1), ("button", 1, False, 0)]
+    assert len([m for m in inp.messages if m.type == InputsMsg.MOUSE_MOTION_ACK]) == 2  # 10 motions
+    main.close()
+    inp.close()
+
+
+async def test_cursor_init_and_move(server):
+    guest: PaintGuest = server.guest
+    main, init = await open_session(server)
+    main.send(pm.MainMsgc.MOUSE_MODE_REQUEST, struct.pack("<H", 1))  # server mode: moves are sent
+    await main.wait_for(pm.MainMsg.MOUSE_MODE)
+    cur = await TestChannel.connect(server.ports["plain"], ChannelType.CURSOR, connection_id=init.session_id)
+    m = await cur.wait_for(CursorMsg.INIT)
+    x, y, tl, tf, vis, flags = struct.unpack_from("<hhHHBH", m.body)
+    assert (x, y, vis, flags) == (5, 6, 1, 0)
+    unique, ctype, w, h, hx, hy = struct.unpack_from("<QBHHHH", m.body, 11)
+    assert (ctype, w, h, hx, hy) == (0, 16, 16, 1, 2)
+    assert m.body[28:] == guest.cursor.shape.pixels.tobytes()
+    guest.move_cursor(40, 50)
+    mv = await cur.wait_for(CursorMsg.MOVE)
+    assert struct.unpack("<hh", mv.body) == (40, 50)
+    main.close()
+    cur.close()
+
+
+async def test_closing_main_closes_session(server):
+    main, init = await open_session(server)
+    inp = await TestChannel.connect(server.ports["plain"], ChannelType.INPUTS, connection_id=init.session_id)
+    main.close()
+    await inp.read_until_closed(5)
+    for _ in range(50):
+        if not len(server.sessions):
+            break
+        await asyncio.sleep(0.02)
+    assert len(server.sessions) == 0 and server.stats.sessions_open == 0
