@@ -1,0 +1,145 @@
+"""``aiospice bench display``: the display pipeline under benchmark scenes, in-process.
+
+For each workload and image type: a fresh guest, ``--clients`` clients that take on every wake-up
+(an ideal fast client), ``--seconds`` of run time.  Prints frames/s, process CPU ms per frame (guest
+drawing included), pipeline CPU ms per frame (frame intake + takes + encodes) and bytes per frame per
+client.  ``--verify`` also decodes every command into a shadow canvas and checks it against the guest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+import numpy as np
+
+from spice.display.caps import ImageCaps, ImageType
+from spice.display.pipeline import DisplayPipeline, command_size
+from spice.display.shadow import ShadowCanvas, visible
+from spice.display.synthetic import SyntheticGuest
+
+GTK_COMMON = {0, 2, 3}
+GTK_DISPLAY = {0, 1, 2, 3, 4, 5, 7, 8, 9}
+DEFAULT_WORKLOADS = "idle-clock,typing,window-drag,full-redraw"
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="run a benchmark and print figures")
+    sub = p.add_subparsers(dest="bench_target", required=True, metavar="TARGET")
+    d = sub.add_parser("display", help="display pipeline: frames/s, CPU per frame, bytes per frame")
+    d.add_argument("--size", default="1920x1080", help="guest screen WxH (default 1920x1080)")
+    d.add_argument("--seconds", type=float, default=3.0, help="run time per workload and type")
+    d.add_argument("--workloads", default=DEFAULT_WORKLOADS, help="comma-separated scene names")
+    d.add_argument("--types", default="BITMAP,LZ_RGB,LZ4", help="comma-separated image types (or AUTO)")
+    d.add_argument("--clients", type=int, default=1, help="clients per pipeline (encodes are shared)")
+    d.add_argument("--guest", choices=("auto", "builtin", "synthetic"), default="auto",
+                   help="builtin = spice.guests.builtin.BuiltinGuest (auto: if it has the workload)")
+    d.add_argument("--lossy", action="store_true", help="allow JPEG / MJPEG streams (issue 6 paths)")
+    d.add_argument("--verify", action="store_true", help="decode everything and compare with the guest")
+    d.set_defaults(func=run_display)
+
+
+def make_guest(kind: str, width: int, height: int, workload: str):
+    if kind in ("auto", "builtin"):
+        try:
+            from spice.guests.builtin.guest import BuiltinGuest
+            from spice.guests.builtin.workloads import WORKLOADS
+        except ImportError:
+            if kind == "builtin":
+                raise
+        else:
+            if workload in WORKLOADS:
+                return BuiltinGuest(width, height, workload=workload)
+            if workload == "idle-clock":
+                return BuiltinGuest(width, height)
+            if kind == "builtin":
+                raise SystemExit(f"BuiltinGuest has no workload {workload!r} (has {sorted(WORKLOADS)})")
+    return SyntheticGuest(width, height, workload)
+
+
+async def run_one(args, workload: str, type_name: str) -> dict:
+    w, h = (int(v) for v in args.size.lower().split("x"))
+    guest = make_guest(args.guest, w, h, workload)
+    pipeline = DisplayPipeline(guest)
+    spent = [0.0]
+    on_frame = pipeline._listener.on_frame
+
+    def timed_frame(frame):
+        t0 = time.process_time()
+        on_frame(frame)
+        spent[0] += time.process_time() - t0
+
+    pipeline._listener.on_frame = timed_frame
+    force = None if type_name == "AUTO" else ImageType[type_name]
+    caps = ImageCaps.from_caps(GTK_COMMON, GTK_DISPLAY, "spice-gtk", force=force, lossy=args.lossy)
+    loop = asyncio.get_running_loop()
+    stats = {"bytes": 0, "takes": 0}
+    shadows: list[ShadowCanvas] = []
+    clients = []
+
+    def make_wakeup(idx: int):
+        scheduled = [False]
+
+        def take() -> None:
+            scheduled[0] = False
+            t0 = time.process_time()
+            cmds = clients[idx].take()
+            spent[0] += time.process_time() - t0
+            stats["bytes"] += sum(command_size(c) for c in cmds)
+            stats["takes"] += 1
+            if args.verify:
+                shadows[idx].apply(cmds)
+
+        def wakeup() -> None:
+            if not scheduled[0]:
+                scheduled[0] = True
+                loop.call_soon(take)
+        return wakeup
+
+    for i in range(args.clients):
+        c = pipeline.attach(caps, make_wakeup(i))
+        clients.append(c)
+        sh = ShadowCanvas(w, h)
+        sh.apply(c.take())  # the first full screen is not part of the figures
+        shadows.append(sh)
+    await guest.start()
+    frames0 = pipeline.stats.frames
+    spent[0] = 0.0
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    await asyncio.sleep(args.seconds)
+    cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    frames = pipeline.stats.frames - frames0
+    await guest.stop()
+    await asyncio.sleep(0)
+    ok = None
+    if args.verify:
+        for c, sh in zip(clients, shadows, strict=True):
+            sh.apply(c.take())
+        ok = all(np.array_equal(sh.bgr(), visible(pipeline.snapshot)) for sh in shadows)
+    pipeline.close()
+    f = max(frames, 1)
+    return {"workload": workload, "type": type_name, "guest": guest.name, "fps": frames / wall,
+            "cpu_ms": 1000 * cpu / f, "pipe_ms": 1000 * spent[0] / f,
+            "bytes": stats["bytes"] / f / args.clients, "kbps": stats["bytes"] / wall / args.clients / 1024,
+            "shared": pipeline.stats.shared, "ok": ok}
+
+
+async def _main(args) -> int:
+    print(f"display pipeline, {args.size}, {args.seconds:g} s per run, {args.clients} client(s)")
+    print(f"{'workload':<12} {'type':<7} {'guest':<9} {'frames/s':>8} {'cpu ms/f':>9} {'pipe ms/f':>9} "
+          f"{'bytes/f/client':>14} {'KiB/s/client':>12} {'shared':>6} {'verify':>6}")
+    bad = 0
+    for workload in args.workloads.split(","):
+        for t in args.types.upper().split(","):
+            r = await run_one(args, workload.strip(), t.strip())
+            verdict = "-" if r["ok"] is None else ("ok" if r["ok"] else "FAIL")
+            bad += r["ok"] is False
+            print(f"{r['workload']:<12} {r['type']:<7} {r['guest']:<9} {r['fps']:8.1f} {r['cpu_ms']:9.2f} "
+                  f"{r['pipe_ms']:9.2f} {r['bytes']:14.0f} {r['kbps']:12.1f} {r['shared']:6d} {verdict:>6}",
+                  flush=True)
+    return 1 if bad else 0
+
+
+def run_display(args: argparse.Namespace) -> int:
+    return asyncio.run(_main(args))
