@@ -1,0 +1,207 @@
+"""The compositor: windows in z-order over a background, rendered into a :class:`Surface`.
+
+Invariant after every :meth:`Desktop.render`: the framebuffer equals the composition of the
+background and all window buffers.  Moves and scrolls of unobscured areas become CopyRect ops,
+uncovered plain background becomes Fill, everything else is diffed against the framebuffer so
+Damage covers only pixels that really changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..base import Rect
+from .font import bgrx, fill_value, glyphs
+from .surface import Surface
+from .window import Window
+
+BACKGROUND = 0x2F5D73
+
+
+def subtract(a: Rect, b: Rect) -> list[Rect]:
+    """``a`` minus ``b`` as up to four disjoint rectangles."""
+    i = a.intersect(b)
+    if i.is_empty():
+        return [] if a.is_empty() else [a]
+    out = [Rect(a.left, a.top, a.right, i.top), Rect(a.left, i.bottom, a.right, a.bottom),
+           Rect(a.left, i.top, i.left, i.bottom), Rect(i.right, i.top, a.right, i.bottom)]
+    return [r for r in out if not r.is_empty()]
+
+
+class Desktop:
+    """Windows (bottom to top) over a background with a small watermark."""
+
+    def __init__(self, width: int, height: int, schedule: Callable[[], None] = lambda: None) -> None:
+        self.surface = Surface(width, height)
+        self.bounds = self.surface.bounds
+        self.windows: list[Window] = []
+        self.schedule = schedule
+        self._shown: dict[int, tuple[int, int]] = {}
+        self._exposed: list[Rect] = []
+        self.top_margin = 0  # windows are kept below this line (the top bar)
+        self.background = np.empty((height, width, 4), np.uint8)
+        self.background[:] = bgrx(BACKGROUND)
+        mark = glyphs().render("aiospice built-in guest", 0x5E8EA6, BACKGROUND)
+        mh, mw = mark.shape[:2]
+        self.mark_rect = Rect(width - mw - 12, height - mh - 8, width - 12, height - 8).intersect(self.bounds)
+        mr = self.mark_rect
+        if not mr.is_empty():
+            self.background[mr.top:mr.bottom, mr.left:mr.right] = mark[mh - mr.height:, mw - mr.width:]
+        self.surface.fb[:] = self.background
+
+    @property
+    def fb(self) -> np.ndarray:
+        return self.surface.fb
+
+    # -- window management
+    def add(self, win: Window, on_top: bool = False) -> None:
+        win.desktop = self
+        if on_top or not self.windows or not getattr(self.windows[-1], "always_on_top", False):
+            self.windows.append(win)
+        else:
+            idx = len(self.windows)
+            while idx > 0 and getattr(self.windows[idx - 1], "always_on_top", False):
+                idx -= 1
+            self.windows.insert(idx, win)
+        self._shown[id(win)] = (win.x, win.y)
+        win.dirty = [Rect(0, 0, win.w, win.h)]
+        self.schedule()
+
+    def remove(self, win: Window) -> None:
+        if win in self.windows:
+            self.windows.remove(win)
+            self._exposed.append(self._shown_rect(win))
+            self._shown.pop(id(win), None)
+            win.desktop = None
+            self.schedule()
+
+    def raise_(self, win: Window) -> None:
+        """Bring ``win`` to the top (below always-on-top windows)."""
+        top = [w for w in self.windows if getattr(w, "always_on_top", False) and w is not win]
+        rest = [w for w in self.windows if w not in top and w is not win]
+        if self.windows == rest + [win] + top:
+            return
+        self.windows = rest + [win] + top
+        self._exposed.append(self._shown_rect(win))
+        win.invalidate()
+        self.schedule()
+
+    def move(self, win: Window, x: int, y: int) -> None:
+        """Move ``win`` so it stays fully on screen (and below a top bar at y=0 if any)."""
+        top = self.top_margin
+        x = max(0, min(x, self.bounds.right - win.w))
+        y = max(top if win.h <= self.bounds.bottom - top else 0, min(y, self.bounds.bottom - win.h))
+        if (x, y) != (win.x, win.y):
+            win.x, win.y = x, y
+            self.schedule()
+
+    def fill_window(self, win: Window, r: Rect, rgb: int) -> None:
+        """Fill window-local ``r``; straight to the screen as a Fill op when that area is unobscured."""
+        r = r.intersect(Rect(0, 0, win.w, win.h))
+        if r.is_empty():
+            return
+        win.buf[r.top:r.bottom, r.left:r.right] = bgrx(rgb)
+        screen = r.translate(win.x, win.y)
+        if (win.x, win.y) == self._shown.get(id(win)) and not self._obscured(win, screen):
+            self.surface.fill(screen, fill_value(rgb))
+        else:
+            win.dirty.append(r)
+        self.schedule()
+
+    def window_at(self, x: int, y: int) -> Window | None:
+        for win in reversed(self.windows):
+            r = win.rect
+            if r.left <= x < r.right and r.top <= y < r.bottom:
+                return win
+        return None
+
+    def _shown_rect(self, win: Window) -> Rect:
+        x, y = self._shown.get(id(win), (win.x, win.y))
+        return Rect(x, y, x + win.w, y + win.h)
+
+    def _obscured(self, win: Window, r: Rect) -> bool:
+        """True if a window above ``win`` overlaps screen rect ``r``."""
+        above = self.windows[self.windows.index(win) + 1:]
+        return any(not a.rect.intersect(r).is_empty() for a in above)
+
+    # -- scrolling a window's area (used by the terminal during sync)
+    def scroll_window(self, win: Window, area: Rect, dy: int) -> None:
+        """Move the window-local ``area`` contents by ``dy`` rows (negative: up); vacated rows keep stale pixels."""
+        if dy == 0 or abs(dy) >= area.height:
+            win.invalidate(area)
+            return
+        src = Rect(area.left, area.top + max(0, -dy), area.right, area.bottom - max(0, dy))
+        b = win.buf
+        b[src.top + dy:src.bottom + dy, src.left:src.right] = b[src.top:src.bottom, src.left:src.right]
+        for d in list(win.dirty):  # pending buffer changes move with the content
+            m = d.intersect(src)
+            if not m.is_empty():
+                win.dirty.append(m.translate(0, dy))
+        screen = src.translate(win.x, win.y)
+        if win in self.windows and (win.x, win.y) == self._shown.get(id(win)) and \
+                screen.intersect(self.bounds) == screen and not self._obscured(win, screen.translate(0, dy).union(screen)):
+            self.surface.copy(screen, screen.left, screen.top + dy)
+        else:
+            win.invalidate(area)
+
+    # -- rendering
+    def render(self) -> None:
+        """Bring the framebuffer up to date with all windows; ops accumulate in :attr:`surface`."""
+        for win in list(self.windows):
+            if (win.x, win.y) != self._shown[id(win)]:
+                self._apply_move(win)
+        for win in list(self.windows):
+            win.sync()
+        exposed, self._exposed = self._exposed, []
+        for win in self.windows:
+            for r in win.dirty:
+                exposed.append(r.translate(win.x, win.y))
+            win.dirty = []
+        for r in exposed:
+            self.repaint(r)
+
+    def _apply_move(self, win: Window) -> None:
+        old, new = self._shown_rect(win), win.rect
+        self._shown[id(win)] = (win.x, win.y)
+        if not self._obscured(win, old.union(new)) and old.intersect(self.bounds) == old \
+                and new.intersect(self.bounds) == new:
+            self.surface.copy(old, new.left, new.top)
+        else:
+            self._exposed.append(new)
+        for r in subtract(old, new):
+            self.repaint(r)
+
+    def repaint(self, r: Rect) -> None:
+        """Make screen rect ``r`` show the composition (Fill for plain background, else diffed Damage)."""
+        r = r.intersect(self.bounds)
+        if r.is_empty():
+            return
+        if self.mark_rect.intersect(r).is_empty() and all(w.rect.intersect(r).is_empty() for w in self.windows):
+            color = fill_value(BACKGROUND)
+            if not (self.fb.view(np.uint32)[r.top:r.bottom, r.left:r.right, 0] == color).all():
+                self.surface.fill(r, color)
+            return
+        self.surface.put(r.left, r.top, self.compose(r))
+
+    def compose(self, r: Rect) -> np.ndarray:
+        """The composed pixels of screen rect ``r``."""
+        start = 0
+        for i in range(len(self.windows) - 1, -1, -1):
+            if self.windows[i].rect.intersect(r) == r:
+                start = i
+                break
+        else:
+            start = -1
+        if start >= 0:
+            w = self.windows[start]
+            out = w.buf[r.top - w.y:r.bottom - w.y, r.left - w.x:r.right - w.x].copy()
+        else:
+            out = self.background[r.top:r.bottom, r.left:r.right].copy()
+        for w in self.windows[start + 1:]:
+            i = w.rect.intersect(r)
+            if not i.is_empty():
+                out[i.top - r.top:i.bottom - r.top, i.left - r.left:i.right - r.left] = \
+                    w.buf[i.top - w.y:i.bottom - w.y, i.left - w.x:i.right - w.x]
+        return out

@@ -1,0 +1,116 @@
+"""The framebuffer plus the list of display ops that describe every change made to it.
+
+Fill and CopyRect ops are recorded in the order they are applied; Damage rectangles are kept
+aside and emitted after them (a Damage means "these pixels as they are at the end of the
+frame").  When a CopyRect moves pixels that are still pending damage, the damage moves along,
+so replaying the ops on the previous frame always reproduces the new one exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..base import CopyRect, Damage, DisplayOp, Fill, Rect
+
+
+def changed_bbox(old: np.ndarray, new: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Bounding box ``(x0, y0, x1, y1)`` of pixels that differ between two BGRX arrays."""
+    diff = old.view(np.uint32)[:, :, 0] != new.view(np.uint32)[:, :, 0]
+    rows = np.flatnonzero(diff.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(diff[rows[0]:rows[-1] + 1].any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+class Surface:
+    """Owns the ``(h, w, 4)`` BGRX framebuffer (modified in place) and records ops against it."""
+
+    MAX_DAMAGE_RECTS = 24
+
+    def __init__(self, width: int, height: int) -> None:
+        self.fb = np.zeros((height, width, 4), np.uint8)
+        self.bounds = Rect(0, 0, width, height)
+        self._ops: list[DisplayOp] = []
+        self._damage: list[Rect] = []
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._ops or self._damage)
+
+    # -- operations
+    def fill(self, rect: Rect, color: int) -> None:
+        """Fill ``rect`` with the u32 ``color`` (see :func:`font.fill_value`)."""
+        rect = rect.intersect(self.bounds)
+        if rect.is_empty():
+            return
+        self.fb.view(np.uint32)[rect.top:rect.bottom, rect.left:rect.right, 0] = color
+        self._ops.append(Fill(rect, color))
+
+    def copy(self, src: Rect, dest_x: int, dest_y: int) -> None:
+        """Copy ``src`` to top-left ``(dest_x, dest_y)``; both must lie inside the screen."""
+        dest = src.translate(dest_x - src.left, dest_y - src.top)
+        if src.is_empty() or (dest_x, dest_y) == (src.left, src.top):
+            return
+        if src.intersect(self.bounds) != src or dest.intersect(self.bounds) != dest:
+            raise ValueError(f"copy {src} -> {dest} leaves the screen")
+        fb = self.fb
+        fb[dest.top:dest.bottom, dest.left:dest.right] = fb[src.top:src.bottom, src.left:src.right]
+        self._ops.append(CopyRect(src, dest_x, dest_y))
+        dx, dy = dest_x - src.left, dest_y - src.top
+        for d in list(self._damage):
+            moved = d.intersect(src)
+            if not moved.is_empty():
+                self._add_damage(moved.translate(dx, dy))
+
+    def put(self, x: int, y: int, pixels: np.ndarray, diff: bool = True) -> None:
+        """Write ``pixels`` at ``(x, y)`` (clipped); damage only what really changed if ``diff``."""
+        h, w = pixels.shape[:2]
+        r = Rect(x, y, x + w, y + h).intersect(self.bounds)
+        if r.is_empty():
+            return
+        src = pixels[r.top - y:r.bottom - y, r.left - x:r.right - x]
+        dst = self.fb[r.top:r.bottom, r.left:r.right]
+        if diff:
+            box = changed_bbox(dst, src)
+            if box is None:
+                return
+            x0, y0, x1, y1 = box
+            dst[y0:y1, x0:x1] = src[y0:y1, x0:x1]
+            self._add_damage(Rect(r.left + x0, r.top + y0, r.left + x1, r.top + y1))
+        else:
+            dst[...] = src
+            self._add_damage(r)
+
+    def damage(self, rect: Rect) -> None:
+        """Declare ``rect`` changed (the caller already wrote the pixels)."""
+        rect = rect.intersect(self.bounds)
+        if not rect.is_empty():
+            self._add_damage(rect)
+
+    def take_ops(self) -> list[DisplayOp]:
+        """The ops since the last call, in replay order."""
+        ops = self._ops + [Damage(r) for r in self._damage]
+        self._ops, self._damage = [], []
+        return ops
+
+    # -- damage bookkeeping
+    def _add_damage(self, rect: Rect) -> None:
+        rects = self._damage
+        merged = True
+        while merged:
+            merged = False
+            for i, d in enumerate(rects):
+                u = d.union(rect)
+                touching = not Rect(d.left, d.top, d.right + 1, d.bottom + 1).intersect(
+                    Rect(rect.left, rect.top, rect.right + 1, rect.bottom + 1)).is_empty()
+                if touching and u.area <= (d.area + rect.area) * 1.25 or u == d:
+                    rect = u
+                    del rects[i]
+                    merged = True
+                    break
+        rects.append(rect)
+        if len(rects) > self.MAX_DAMAGE_RECTS:  # keep op lists bounded: merge the two closest
+            rects.sort(key=lambda r: (r.top, r.left))
+            a, b = rects.pop(), rects.pop()
+            self._add_damage(a.union(b))

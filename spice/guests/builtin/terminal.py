@@ -1,0 +1,234 @@
+"""The terminal window: scrollback, a line editor with history, and row-exact rendering.
+
+The model (lines, input, view offset) changes freely; :meth:`Terminal.sync` runs once per frame
+and turns the difference into a scroll (CopyRect) plus redrawn character spans.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..base import Rect
+from .window import TITLE_H, Window
+
+if TYPE_CHECKING:
+    from .shell import Shell
+
+TERM_BG = 0x11151A
+TERM_FG = 0xD6DDE4
+PAD = 6
+SCROLLBACK = 2000
+
+
+class Terminal(Window):
+    """A text terminal; ``lines`` is what it shows (scrollback + the current prompt line)."""
+
+    def __init__(self, x: int, y: int, w: int, h: int, prompt: str = "$ ") -> None:
+        super().__init__("Terminal", x, y, w, h, bg=TERM_BG)
+        cw, ch = self.font.cell_w, self.font.cell_h
+        self.cols = max(8, (w - 2 * PAD - 2) // cw)
+        self.rows = max(2, (h - TITLE_H - 2 * PAD - 1) // ch)
+        self.area = Rect(PAD + 1, TITLE_H + PAD, PAD + 1 + self.cols * cw, TITLE_H + PAD + self.rows * ch)
+        self.prompt = prompt
+        self.shell: Shell | None = None
+        self.committed: list[str] = []
+        self.base = 0  # lines dropped from the front (keeps row numbering absolute)
+        self.input = ""
+        self.pos = 0
+        self.at_prompt = True
+        self.history: list[str] = []
+        self._hist_idx = 0
+        self._saved_input = ""
+        self.offset = 0  # rows scrolled back from the bottom (mouse wheel)
+        self._shown: list[tuple[str, int] | None] = [None] * self.rows
+        self._shown_top: int | None = None
+
+    # -- what is on the terminal
+    @property
+    def lines(self) -> list[str]:
+        """All text lines: scrollback, then the live line (prompt + input, or "" while busy)."""
+        return self.committed + [self.prompt + self.input if self.at_prompt else ""]
+
+    @property
+    def screen_lines(self) -> list[str]:
+        """The rows currently visible, without trailing blanks per row."""
+        rows, top, _ = self._layout()
+        return [rows[i].rstrip() if i < len(rows) else "" for i in range(top, top + self.rows)]
+
+    def _wrap(self, text: str) -> list[str]:
+        c = self.cols
+        return [text[i:i + c] for i in range(0, len(text), c)] or [""]
+
+    def _live_rows(self) -> tuple[list[str], int]:
+        """Wrapped live line and the cursor's index into it."""
+        if not self.at_prompt:
+            return [""], 0
+        text = self.prompt + self.input
+        cur = len(self.prompt) + self.pos
+        return self._wrap(text + (" " if cur == len(text) and len(text) % self.cols == 0 and text else "")), cur
+
+    def _layout(self) -> tuple[list[str], int, tuple[int, int]]:
+        live, cur = self._live_rows()
+        rows = self.committed + live
+        self.offset = max(0, min(self.offset, len(rows) - self.rows))
+        top = max(0, len(rows) - self.rows - self.offset)
+        cur_row = len(self.committed) + cur // self.cols
+        return rows, top, (cur_row, cur % self.cols)
+
+    # -- output
+    def write_line(self, text: str = "") -> None:
+        """Append output line(s); ``\\n`` splits, long lines wrap."""
+        for part in str(text).expandtabs(8).split("\n"):
+            self.committed.extend(self._wrap(part))
+        extra = len(self.committed) - SCROLLBACK
+        if extra > 0:
+            del self.committed[:extra]
+            self.base += extra
+        self.invalidate_text()
+
+    def clear(self) -> None:
+        """Drop the scrollback: the live line moves to the top."""
+        self.base += len(self.committed)
+        self.committed = []
+        self.offset = 0
+        self.invalidate_text()
+
+    def show_prompt(self) -> None:
+        self.at_prompt = True
+        self.input, self.pos = "", 0
+        self.invalidate_text()
+
+    def invalidate_text(self) -> None:
+        if self.desktop is not None:
+            self.desktop.schedule()
+
+    def scroll_view(self, rows: int) -> None:
+        """Scroll back (positive) or forward (negative) through the scrollback."""
+        self.offset = max(0, self.offset + rows)
+        self.invalidate_text()
+
+    # -- line editing
+    def key(self, key: str) -> None:
+        """One key: a printable character or a name (Enter, Backspace, Left, C-c, ...)."""
+        self.offset = 0
+        if key == "C-c":
+            self._interrupt()
+        elif key == "C-l":
+            self.clear()
+        elif not self.at_prompt:
+            return
+        elif len(key) == 1:
+            self.input = self.input[:self.pos] + key + self.input[self.pos:]
+            self.pos += 1
+        elif key == "Enter":
+            self._submit()
+        elif key == "Backspace" and self.pos > 0:
+            self.input = self.input[:self.pos - 1] + self.input[self.pos:]
+            self.pos -= 1
+        elif key == "Delete":
+            self.input = self.input[:self.pos] + self.input[self.pos + 1:]
+        elif key == "Left":
+            self.pos = max(0, self.pos - 1)
+        elif key == "Right":
+            self.pos = min(len(self.input), self.pos + 1)
+        elif key in ("Home", "C-a"):
+            self.pos = 0
+        elif key in ("End", "C-e"):
+            self.pos = len(self.input)
+        elif key == "C-u":
+            self.input, self.pos = self.input[self.pos:], 0
+        elif key == "C-k":
+            self.input = self.input[:self.pos]
+        elif key in ("Up", "Down"):
+            self._history_step(-1 if key == "Up" else 1)
+        elif key == "Tab":
+            self._complete()
+        elif key == "PageUp":
+            self.scroll_view(self.rows - 1)
+        self.invalidate_text()
+
+    def type_text(self, text: str) -> None:
+        """Feed characters as if typed; ``\\n`` is Enter."""
+        for ch in text:
+            self.key("Enter" if ch == "\n" else ch)
+
+    def _submit(self) -> None:
+        line = self.input
+        self.write_line(self.prompt + line)
+        if line.strip() and (not self.history or self.history[-1] != line):
+            self.history.append(line)
+        self._hist_idx = len(self.history)
+        self.at_prompt = False
+        self.input, self.pos = "", 0
+        if self.shell is not None:
+            self.shell.run(line)
+        else:
+            self.show_prompt()
+
+    def _interrupt(self) -> None:
+        if self.at_prompt:
+            self.write_line(self.prompt + self.input + "^C")
+            self.show_prompt()
+        elif self.shell is not None:
+            self.shell.cancel()
+
+    def _history_step(self, step: int) -> None:
+        if not self.history:
+            return
+        if self._hist_idx == len(self.history):
+            self._saved_input = self.input
+        self._hist_idx = max(0, min(len(self.history), self._hist_idx + step))
+        self.input = self.history[self._hist_idx] if self._hist_idx < len(self.history) else self._saved_input
+        self.pos = len(self.input)
+
+    def _complete(self) -> None:
+        if self.shell is None or " " in self.input[:self.pos]:
+            return
+        names = [n for n in self.shell.commands if n.startswith(self.input[:self.pos])]
+        if len(names) == 1:
+            self.input = names[0] + " " + self.input[self.pos:]
+            self.pos = len(names[0]) + 1
+
+    # -- rendering
+    def cursor_kind(self, x: int, y: int) -> str:
+        a = self.area
+        return "ibeam" if a.left <= x < a.right and a.top <= y < a.bottom else "arrow"
+
+    def sync(self) -> None:
+        rows, top, (cur_row, cur_col) = self._layout()
+        abs_top = self.base + top
+        if self._shown_top is not None and abs_top != self._shown_top:
+            delta = abs_top - self._shown_top
+            if abs(delta) < self.rows and self.desktop is not None:
+                self.desktop.scroll_window(self, self.area, -delta * self.font.cell_h)
+                self._shown = self._shown[delta:] + [None] * delta if delta > 0 else \
+                    [None] * -delta + self._shown[:delta]
+            else:
+                self._shown = [None] * self.rows
+        self._shown_top = abs_top
+        for r in range(self.rows):
+            i = top + r
+            want = (rows[i] if i < len(rows) else "", cur_col if i == cur_row and self.offset == 0 else -1)
+            if self._shown[r] != want:
+                self._draw_row(r, want, self._shown[r])
+                self._shown[r] = want
+
+    def _draw_row(self, r: int, want: tuple[str, int], old: tuple[str, int] | None) -> None:
+        text = want[0].ljust(self.cols)[:self.cols]
+        lo, hi = 0, self.cols
+        if old is not None:  # only the span that differs (text or cursor)
+            prev = old[0].ljust(self.cols)[:self.cols]
+            marks = [c for c in (want[1], old[1]) if c >= 0]
+            diff = [i for i in range(self.cols) if text[i] != prev[i]] + marks
+            if not diff:
+                return
+            lo, hi = min(diff), max(diff) + 1
+        f, cw, ch = self.font, self.font.cell_w, self.font.cell_h
+        x, y = self.area.left + lo * cw, self.area.top + r * ch
+        if lo <= want[1] < hi:
+            c = want[1]
+            self.blit_local(x, y, f.render(text[lo:c], TERM_FG, TERM_BG))
+            self.blit_local(self.area.left + c * cw, y, f.cell(text[c], TERM_BG, TERM_FG))
+            self.blit_local(self.area.left + (c + 1) * cw, y, f.render(text[c + 1:hi], TERM_FG, TERM_BG))
+        else:
+            self.blit_local(x, y, f.render(text[lo:hi], TERM_FG, TERM_BG))

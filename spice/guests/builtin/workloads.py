@@ -1,0 +1,202 @@
+"""Benchmark scenes the built-in guest can play (``BuiltinGuest(workload=NAME)``)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+from ..base import Rect
+from .window import TITLE_H, Window
+
+if TYPE_CHECKING:
+    from .guest import BuiltinGuest
+
+
+def photo(width: int, height: int, seed: int) -> np.ndarray:
+    """A photographic-looking BGRX image: a sky/ground gradient plus octaves of smooth colour noise."""
+    rng = np.random.default_rng(seed)
+    acc = np.zeros((height, width, 3), np.float32)
+    for cell, amp in ((96, 0.45), (24, 0.25), (6, 0.18)):
+        sw, sh = width // cell + 3, height // cell + 3
+        small = Image.fromarray(rng.integers(0, 256, (sh, sw, 3), dtype=np.uint8))
+        acc += amp * np.asarray(small.resize((sw * cell, sh * cell), Image.Resampling.BICUBIC),
+                                np.float32)[:height, :width]
+    acc += 0.12 * rng.integers(0, 256, (height, width, 1), dtype=np.uint8)  # grain
+    y = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
+    sky = np.array([235, 190, 120], np.float32) * (1 - y) + np.array([40, 90, 60], np.float32) * y
+    img = np.empty((height, width, 4), np.uint8)
+    img[:, :, :3] = np.clip(0.55 * acc + 0.45 * sky, 0, 255)
+    img[:, :, 3] = 255
+    return img
+
+
+class Workload:
+    """Runs as a task after :meth:`BuiltinGuest.start`; ``rate`` steps per second."""
+
+    rate = 30.0
+
+    def __init__(self, guest: BuiltinGuest) -> None:
+        self.guest = guest
+        self.steps = 0
+
+    async def prepare(self) -> None:
+        """Expensive set-up (off the event loop where possible)."""
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    async def run(self) -> None:
+        await self.prepare()
+        loop = asyncio.get_running_loop()
+        period = 1.0 / self.rate
+        due = loop.time()
+        while True:
+            self.step()
+            self.steps += 1
+            due = max(due + period, loop.time() - period)  # do not burst after a stall
+            await asyncio.sleep(max(0.0, due - loop.time()))
+
+
+class IdleClock(Workload):
+    rate = 1.0
+
+    def step(self) -> None:
+        pass
+
+
+class Typing(Workload):
+    """A bot types shell commands at ~10 characters per second."""
+
+    rate = 10.0
+    SCRIPT = ("echo the quick brown fox jumps over the lazy dog\n", "date\n", "uptime\n",
+              "echo 0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ\n", "help\n")
+
+    def __init__(self, guest: BuiltinGuest) -> None:
+        super().__init__(guest)
+        self.text = "".join(self.SCRIPT)
+
+    def step(self) -> None:
+        self.guest.terminal.type_text(self.text[self.steps % len(self.text)])
+
+
+class WindowDrag(Workload):
+    """The device panel glides along a Lissajous path, 30 moves per second."""
+
+    def step(self) -> None:
+        g, win = self.guest, self.guest.panel
+        w, h = g.size
+        t = self.steps / self.rate
+        cx, cy = (w - win.w) / 2, TITLE_H + (h - TITLE_H - win.h) / 2
+        g.desktop.move(win, int(cx + cx * math.sin(t * 0.9)), int(cy + (cy - TITLE_H) * math.sin(t * 1.3)))
+
+
+class Scroll(Workload):
+    """Full-screen terminal output, 30 lines per second (the terminal is maximised)."""
+
+    WORDS = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt".split()
+
+    def step(self) -> None:
+        n = self.steps
+        words = " ".join(self.WORDS[(n * 7 + i) % len(self.WORDS)] for i in range(4 + n % 9))
+        self.guest.terminal.write_line(f"{n:08d}  {words}")
+
+
+class Video(Workload):
+    """A moving photographic scene in a window (or full screen), new pixels every frame at 25 fps."""
+
+    rate = 25.0
+    MARGIN = 96
+
+    def __init__(self, guest: BuiltinGuest, size: tuple[int, int] | None = None) -> None:
+        super().__init__(guest)
+        gw, gh = guest.size
+        if size is None:  # full screen, above everything
+            self.window = Window("", 0, 0, gw, gh, bg=0, movable=False, titled=False)
+            self.window.always_on_top = True
+        else:
+            w, h = size
+            self.window = Window("Video", max(0, (gw - w) // 2 - 1), max(TITLE_H, (gh - h) // 2 - TITLE_H),
+                                 w + 2, h + TITLE_H + 1, bg=0)
+        self.area = self.window.client
+        self.diff = size is not None
+        self.texture: np.ndarray | None = None
+        guest.desktop.add(self.window, on_top=size is None)
+
+    async def prepare(self) -> None:
+        m = self.MARGIN
+        self.texture = await asyncio.to_thread(photo, self.area.width + 2 * m, self.area.height + 2 * m,
+                                               self.guest.seed)
+
+    def step(self) -> None:
+        a, m, t = self.area, self.MARGIN, self.steps
+        ox = int(m + (m - 1) * math.sin(t * 0.071))
+        oy = int(m + (m - 1) * math.sin(t * 0.053 + 1.0))
+        ox += t % 2  # never the same offset twice in a row
+        frame = self.texture[oy:oy + a.height, ox:ox + a.width]
+        self.window.buf[a.top:a.bottom, a.left:a.right] = frame
+        self.window.invalidate(a)
+
+
+class VideoFullScreen(Video):
+    def __init__(self, guest: BuiltinGuest) -> None:
+        super().__init__(guest, None)
+
+
+class VideoSmall(Video):
+    def __init__(self, guest: BuiltinGuest) -> None:
+        super().__init__(guest, (320, 240))
+
+
+class Slideshow(VideoFullScreen):
+    """A new photographic image every 2 seconds, full screen."""
+
+    rate = 0.5
+
+    def step(self) -> None:
+        a, m = self.area, self.MARGIN
+        rng = np.random.default_rng(self.steps)
+        ox, oy = int(rng.integers(0, 2 * m)), int(rng.integers(0, 2 * m))
+        img = self.texture[oy:oy + a.height, ox:ox + a.width]
+        perm = [(0, 1, 2), (2, 1, 0), (1, 0, 2), (0, 2, 1), (2, 0, 1), (1, 2, 0)][self.steps % 6]
+        view = self.window.buf[a.top:a.bottom, a.left:a.right]
+        for dst, src in enumerate(perm):
+            view[:, :, dst] = img[::-1, :, src] if self.steps % 2 else img[:, ::-1, src]
+        self.window.invalidate(a)
+
+
+class ManySmallFills(Workload):
+    """About 10,000 small solid rectangles per second, reported as Fill ops (batched per frame)."""
+
+    rate = 30.0
+    PER_SECOND = 10_000
+
+    def __init__(self, guest: BuiltinGuest) -> None:
+        super().__init__(guest)
+        w, h = guest.size
+        self.window = Window("", 0, TITLE_H, w, h - TITLE_H, bg=0x000000, movable=False, titled=False)
+        guest.desktop.add(self.window)
+        guest.desktop.raise_(self.window)
+        self.rng = np.random.default_rng(guest.seed)
+
+    def step(self) -> None:
+        n = int(self.PER_SECOND / self.rate)
+        w, h = self.window.w, self.window.h
+        rng = self.rng
+        sizes = rng.integers(4, 33, (n, 2))
+        xs = rng.integers(0, w - 4, n)
+        ys = rng.integers(0, h - 4, n)
+        colors = rng.integers(0, 1 << 24, n)
+        desk = self.guest.desktop
+        for x, y, (sw, sh), c in zip(xs.tolist(), ys.tolist(), sizes.tolist(), colors.tolist(), strict=True):
+            desk.fill_window(self.window, Rect(x, y, min(w, x + sw), min(h, y + sh)), c)
+
+
+WORKLOADS: dict[str, type[Workload]] = {
+    "idle-clock": IdleClock, "typing": Typing, "window-drag": WindowDrag, "scroll": Scroll,
+    "video-320x240": VideoSmall, "video-1080p": VideoFullScreen, "many-small-fills": ManySmallFills,
+    "photo-slideshow": Slideshow,
+}

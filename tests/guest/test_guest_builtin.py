@@ -1,0 +1,374 @@
+"""The built-in guest: exact damage, terminal + shell, keyboard, pointer, cursor, panel."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import datetime, timedelta
+
+import guest_helpers as kb
+import numpy as np
+import pytest
+from guest_helpers import Shadow, ctrl, tap, type_keys
+
+from spice.guests.base import CopyRect, Damage, Fill, MouseButton, Rect
+from spice.guests.builtin import BuiltinGuest
+from spice.guests.builtin.terminal import TERM_BG, TERM_FG
+
+FROZEN = datetime(2026, 1, 2, 3, 4, 5)
+L = MouseButton.MASK_LEFT
+
+
+@pytest.fixture
+async def guest():
+    g = BuiltinGuest(1024, 768, clock=lambda: FROZEN, uptime=lambda: 3725.0)
+    await g.start()
+    yield g
+    await g.stop()
+
+
+@pytest.fixture
+def shadow(guest):
+    s = Shadow(guest)
+    yield s
+    s.check()
+
+
+def row_pixels(guest, row: int) -> np.ndarray:
+    t = guest.terminal
+    ch = t.font.cell_h
+    y0, x0 = t.y + t.area.top + row * ch, t.x + t.area.left
+    return guest.framebuffer[y0:y0 + ch, x0:x0 + t.cols * t.font.cell_w]
+
+
+async def test_starts_quiet_and_keeps_its_framebuffer(guest, shadow):
+    fb = guest.framebuffer
+    assert fb.shape == (768, 1024, 4) and fb.dtype == np.uint8
+    await guest.settle()
+    assert shadow.frames == []  # nothing changes with a frozen clock
+    type_keys(guest, "x")
+    await guest.settle()
+    assert guest.framebuffer is fb and guest.frame_serial == 1
+
+
+async def test_echo_hello_shows_hello(guest, shadow):
+    type_keys(guest, "echo hello\n")
+    await guest.settle()
+    assert guest.terminal.lines[-3:] == ["$ echo hello", "hello", "$ "]
+    screen = guest.terminal.screen_lines
+    row = screen.index("hello")
+    assert screen[row - 1] == "$ echo hello"
+    t = guest.terminal
+    expected = t.font.render("hello".ljust(t.cols), TERM_FG, TERM_BG)
+    assert np.array_equal(row_pixels(guest, row), expected)
+    assert not np.array_equal(row_pixels(guest, row), t.font.render(" " * t.cols, TERM_FG, TERM_BG))
+    assert len(shadow.frames) == 1  # one event-loop turn -> one frame
+
+
+async def test_one_character_damages_a_small_area(guest, shadow):
+    await guest.settle()
+    type_keys(guest, "a")
+    await guest.settle()
+    frames = shadow.take()
+    assert len(frames) == 1
+    assert all(isinstance(op, Damage) for op in frames[0].ops)
+    w, h = guest.size
+    assert 0 < Shadow.area(frames) < 0.01 * w * h
+    assert Shadow.area(frames) <= 2 * 9 * 18  # the character cell and the cursor cell
+
+
+async def test_shift_capitals_and_caps_lock_leds(guest, shadow):
+    type_keys(guest, "aB")
+    tap(guest, kb.CAPS)
+    assert guest.leds == 4 and shadow.leds == [4]
+    type_keys(guest, "cD")  # Caps inverts letters, Shift+Caps gives lower case
+    tap(guest, kb.NUM)
+    assert guest.leds == 6 and shadow.leds == [4, 6]
+    type_keys(guest, "1!")
+    tap(guest, kb.CAPS)
+    assert guest.leds == 2
+    await guest.settle()
+    assert guest.terminal.input == "aBCd1!"
+
+
+async def test_line_editing_history_and_control_keys(guest, shadow):
+    type_keys(guest, "echo abc")
+    tap(guest, kb.LEFT)
+    tap(guest, kb.BACKSPACE)
+    type_keys(guest, "X")
+    tap(guest, kb.HOME)
+    tap(guest, kb.DELETE)
+    tap(guest, kb.END)
+    type_keys(guest, "!")
+    assert guest.terminal.input == "cho aXc!"
+    ctrl(guest, "u")
+    assert guest.terminal.input == ""
+    type_keys(guest, "echo one\necho two\n")
+    tap(guest, kb.UP)
+    tap(guest, kb.UP)
+    assert guest.terminal.input == "echo one"
+    ctrl(guest, "c")
+    assert guest.terminal.lines[-2:] == ["$ echo one^C", "$ "]
+    ctrl(guest, "l")
+    await guest.settle()
+    assert guest.terminal.screen_lines[0] == "$"
+    type_keys(guest, "nosuch\ndate\nuptime\n")
+    await guest.settle()
+    assert guest.terminal.lines[-7:-1] == ["$ nosuch", "nosuch: command not found", "$ date",
+                                         "Fri Jan 02 03:04:05 2026", "$ uptime", "03:04:05 up 1:02:05"]
+
+
+async def test_key_repeat_until_release():
+    g = BuiltinGuest(640, 480, clock=lambda: FROZEN, repeat_delay=0.05, repeat_rate=100)
+    s = Shadow(g)
+    code = 0x2D  # x
+    g.key_event(code, True)
+    for _ in range(500):
+        if len(g.terminal.input) >= 5:
+            break
+        await asyncio.sleep(0.01)
+    g.key_event(code | 0x80, False)  # a break code works too
+    held = len(g.terminal.input)
+    assert held >= 5 and set(g.terminal.input) == {"x"}
+    await asyncio.sleep(0.1)
+    assert len(g.terminal.input) == held
+    await g.settle()
+    s.check()
+
+
+async def test_modifiers_do_not_repeat_or_type(guest):
+    guest.key_event(kb.LSHIFT, True)
+    guest.key_event(kb.LSHIFT, True)  # typematic make codes of a modifier
+    guest.key_event(kb.LSHIFT, False)
+    assert guest.terminal.input == ""
+
+
+async def test_output_scrolls_with_copyrect(guest, shadow):
+    t = guest.terminal
+    for i in range(t.rows):
+        t.write_line(f"line {i}")
+    await guest.settle()
+    shadow.take()
+    type_keys(guest, "echo scrolled\n")
+    await guest.settle()
+    frames = shadow.take()
+    copies = [op for op in Shadow.ops(frames) if isinstance(op, CopyRect)]
+    assert copies, Shadow.ops(frames)
+    area = t.area.translate(t.x, t.y)
+    assert all(c.src.left == area.left and c.dest_y < c.src.top for c in copies)
+    assert Shadow.area(frames) < area.area // 4  # new rows only, not a redraw
+    assert t.screen_lines[-3:] == ["$ echo scrolled", "scrolled", "$"]
+
+
+async def test_wheel_scrolls_back(guest, shadow):
+    t = guest.terminal
+    for i in range(t.rows * 2):
+        t.write_line(f"row {i}")
+    await guest.settle()
+    bottom = t.screen_lines
+    guest.pointer_position(t.x + 50, t.y + 100, 0)
+    guest.pointer_button(MouseButton.UP, True, 0)
+    guest.pointer_button(MouseButton.UP, False, 0)
+    await guest.settle()
+    assert t.screen_lines[3:] == bottom[:-3]
+    assert any(isinstance(op, CopyRect) and op.dest_y > op.src.top for op in Shadow.ops(shadow.take()))
+    type_keys(guest, "z")  # typing returns to the bottom
+    await guest.settle()
+    assert t.screen_lines[-1] == "$ z"
+
+
+async def test_clock_tick_damages_only_the_clock():
+    now = [datetime(2026, 1, 2, 3, 4, 5)]
+    g = BuiltinGuest(800, 600, clock=lambda: now[0])
+    s = Shadow(g)
+    await g.start()
+    try:
+        now[0] += timedelta(seconds=1)
+        for _ in range(300):
+            if s.frames:
+                break
+            await asyncio.sleep(0.01)
+        assert s.frames
+        box = g.topbar.clock_rect.translate(g.topbar.x, g.topbar.y)
+        for op in Shadow.ops(s.frames):
+            assert isinstance(op, Damage) and op.rect.intersect(box) == op.rect
+        assert Shadow.area(s.frames) <= g.topbar.font.cell_w * g.topbar.font.cell_h  # one digit
+        assert g.topbar.clock_text.endswith("03:04:06")
+    finally:
+        await g.stop()
+    s.check()
+
+
+async def test_button_press_look_and_click_count(guest, shadow):
+    b = guest.button
+    x, y = b.center
+    r = b.screen_rect
+    before = guest.framebuffer[r.top:r.bottom, r.left:r.right].copy()
+    guest.pointer_position(x, y, 0)
+    guest.pointer_button(MouseButton.LEFT, True, L)
+    await guest.settle()
+    assert b.pressed and b.clicks == 0
+    assert not np.array_equal(guest.framebuffer[r.top:r.bottom, r.left:r.right], before)
+    guest.pointer_button(MouseButton.LEFT, False, 0)
+    await guest.settle()
+    assert not b.pressed and b.clicks == 1
+    assert np.array_equal(guest.framebuffer[r.top:r.bottom, r.left:r.right], before)
+    # press inside, release outside: no click
+    guest.pointer_button(MouseButton.LEFT, True, L)
+    guest.pointer_position(x, y + 200, L)
+    guest.pointer_button(MouseButton.LEFT, False, 0)
+    await guest.settle()
+    assert b.clicks == 1 and not b.pressed
+
+
+async def test_drag_moves_window_with_copyrect(guest, shadow):
+    p = guest.panel
+    old = p.rect
+    before = guest.framebuffer[old.top:old.bottom, old.left:old.right].copy()
+    guest.pointer_position(p.x + 150, p.y + 10, 0)
+    assert guest.cursor.shape.serial == 3  # move cursor over the title bar
+    guest.pointer_button(MouseButton.LEFT, True, L)
+    guest.pointer_motion(-40, 30, L)
+    guest.pointer_motion(-40, 30, L)  # same turn: coalesced
+    await guest.settle()
+    frames = shadow.take()
+    assert len(frames) == 1
+    ops = frames[0].ops
+    assert ops[0] == CopyRect(old, old.left - 80, old.top + 60)
+    assert any(isinstance(op, Fill) for op in ops)
+    assert Shadow.area(frames) == 0  # uncovered plain background -> Fill only
+    new = p.rect
+    assert (new.left, new.top) == (old.left - 80, old.top + 60)
+    assert np.array_equal(guest.framebuffer[new.top:new.bottom, new.left:new.right], before)
+    guest.pointer_button(MouseButton.LEFT, False, 0)
+    guest.pointer_motion(5, 5, 0)
+    await guest.settle()
+    assert p.rect == new
+
+
+async def test_drag_over_terminal_and_raise(guest, shadow):
+    p, t = guest.panel, guest.terminal
+    guest.pointer_position(p.x + 100, p.y + 10, 0)
+    guest.pointer_button(MouseButton.LEFT, True, L)
+    guest.pointer_position(t.x + 600, p.y + 200, L)  # half onto the terminal
+    await guest.settle()
+    guest.pointer_button(MouseButton.LEFT, False, 0)
+    guest.pointer_position(t.x + 20, t.y + 200, 0)  # visible part of the terminal
+    assert guest.cursor.shape.serial == 2  # I-beam over the text
+    guest.pointer_button(MouseButton.LEFT, True, L)
+    guest.pointer_button(MouseButton.LEFT, False, 0)
+    await guest.settle()
+    assert guest.desktop.windows.index(t) > guest.desktop.windows.index(p)
+    for i in range(t.rows + 3):
+        t.write_line(f"behind {i}")  # scrolls while the terminal is on top again
+    await guest.settle()
+    guest.pointer_position(p.rect.right - 5, p.rect.bottom - 5, 0)  # panel part outside the terminal
+    guest.pointer_button(MouseButton.LEFT, True, L)
+    guest.pointer_button(MouseButton.LEFT, False, 0)
+    t.write_line("obscured scroll")
+    await guest.settle()
+    assert guest.desktop.windows.index(p) > guest.desktop.windows.index(t)
+    assert {c.shape.serial for c in shadow.cursor_events} >= {1, 2, 3}
+
+
+async def test_relative_pointer_is_clamped(guest):
+    guest.pointer_motion(-5000, -5000, 0)
+    assert (guest.cursor.x, guest.cursor.y) == (0, 0)
+    guest.pointer_motion(99999, 99999, 0)
+    assert (guest.cursor.x, guest.cursor.y) == (1023, 767)
+
+
+async def test_cursor_shapes_have_soft_alpha():
+    from spice.guests.builtin.cursor import shapes
+    arrow = shapes()["arrow"].pixels
+    assert arrow.shape[2] == 4 and 10 <= arrow.shape[1] <= 16 and 16 <= arrow.shape[0] <= 24
+    alpha = arrow[:, :, 3]
+    assert alpha.max() == 255 and alpha.min() == 0
+    assert ((alpha > 0) & (alpha < 255)).any()  # soft edge
+    opaque = arrow[alpha == 255][:, :3]
+    assert (opaque == 255).all(axis=1).any() and (opaque < 64).all(axis=1).any()  # white fill, dark outline
+    assert len({s.serial for s in shapes().values()}) == 3
+
+
+async def test_usb_device_panel(guest, shadow):
+    guest.set_usb_devices(["1d6b:0002 Linux Foundation 2.0 root hub", "0781:5581 SanDisk Ultra"])
+    await guest.settle()
+    frames = shadow.take()
+    p = guest.panel.rect
+    assert frames and all(op.rect.intersect(p) == op.rect for op in Shadow.ops(frames))
+    guest.set_usb_devices([f"dev {i}" for i in range(20)])
+    guest.set_usb_devices([])
+    await guest.settle()
+    assert guest.panel.rows == []
+
+
+async def test_async_command_and_ctrl_c(guest, shadow):
+    gate = asyncio.Event()
+
+    async def slow(argv, out):
+        out("working " + " ".join(argv[1:]))
+        await gate.wait()
+        out("done")
+
+    guest.shell.register("slow", slow, "waits for the test")
+    type_keys(guest, "slow a b\n")
+    await asyncio.sleep(0.01)
+    assert guest.shell.busy and guest.terminal.lines[-2:] == ["working a b", ""]
+    type_keys(guest, "ignored")
+    gate.set()
+    await guest.settle()
+    assert guest.terminal.lines[-3:] == ["working a b", "done", "$ "]
+    gate.clear()
+    type_keys(guest, "slow\n")
+    await asyncio.sleep(0.01)
+    ctrl(guest, "c")
+    await guest.settle()
+    assert guest.terminal.lines[-3:] == ["working ", "^C", "$ "]
+    type_keys(guest, "help\n")
+    await guest.settle()
+    assert any(line.strip().startswith("slow") and "waits for the test" in line for line in guest.terminal.lines)
+
+
+async def test_random_input_keeps_damage_exact():
+    """A long random mix of typing, clicks, drags and output: every frame replays exactly."""
+    g = BuiltinGuest(800, 600, clock=lambda: FROZEN)
+    s = Shadow(g)
+    rnd = random.Random(1234)
+    chars = "abcdefghijklmnopqrstuvwxyz ABC0123456789-=;',./\n"
+    for _ in range(400):
+        k = rnd.random()
+        if k < 0.4:
+            type_keys(g, rnd.choice(chars))
+        elif k < 0.5:
+            tap(g, rnd.choice([kb.UP, kb.LEFT, kb.HOME, kb.END, kb.BACKSPACE, kb.ENTER, kb.DELETE]))
+        elif k < 0.6:
+            g.terminal.write_line("out " * rnd.randint(0, 30))
+        elif k < 0.75:
+            g.pointer_position(rnd.randrange(800), rnd.randrange(600), g._buttons)
+        elif k < 0.85:
+            win = rnd.choice([g.panel, g.terminal])
+            g.pointer_position(win.x + rnd.randrange(win.w), win.y + rnd.randrange(30), 0)
+            g.pointer_button(MouseButton.LEFT, True, L)
+            for _ in range(rnd.randint(1, 4)):
+                g.pointer_motion(rnd.randint(-200, 200), rnd.randint(-150, 150), L)
+                if rnd.random() < 0.5:
+                    g.flush()
+            g.pointer_button(MouseButton.LEFT, False, 0)
+        elif k < 0.9:
+            g.pointer_button(rnd.choice([MouseButton.UP, MouseButton.DOWN]), True, 0)
+        elif k < 0.95:
+            g.set_usb_devices([f"device {i}" for i in range(rnd.randint(0, 8))])
+        else:
+            x, y = g.button.center
+            g.pointer_position(x, y, 0)
+            g.pointer_button(MouseButton.LEFT, True, L)
+            g.flush()
+            g.pointer_button(MouseButton.LEFT, False, 0)
+        if rnd.random() < 0.6:
+            g.flush()
+        await asyncio.sleep(0)
+    await g.settle()
+    s.check()
+    assert len(s.frames) > 100
+    composed = g.desktop.compose(Rect(0, 0, 800, 600))
+    assert np.array_equal(composed, g.framebuffer)

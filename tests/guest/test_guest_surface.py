@@ -1,0 +1,71 @@
+"""Surface op recording: random puts, fills and overlapping copies always replay exactly."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+from guest_helpers import Shadow
+
+from spice.guests.base import CopyRect, Damage, Fill, Frame, Rect
+from spice.guests.builtin.surface import Surface, changed_bbox
+
+
+class _FakeGuest:
+    def __init__(self, surface: Surface) -> None:
+        self.framebuffer = surface.fb
+        self.listener = None
+
+    def add_listener(self, listener) -> None:
+        self.listener = listener
+
+
+def test_random_ops_replay_exactly():
+    rnd = random.Random(7)
+    s = Surface(97, 61)
+    g = _FakeGuest(s)
+    sh = Shadow(g)
+    kinds = set()
+    for serial in range(1, 301):
+        for _ in range(rnd.randint(1, 6)):
+            x, y = rnd.randrange(-10, 97), rnd.randrange(-10, 61)
+            w, h = rnd.randint(1, 40), rnd.randint(1, 30)
+            k = rnd.random()
+            if k < 0.4:
+                pix = np.random.default_rng(serial).integers(0, 4, (h, w, 4), dtype=np.uint8)
+                s.put(x, y, pix, diff=rnd.random() < 0.7)
+            elif k < 0.6:
+                s.fill(Rect(x, y, x + w, y + h), rnd.choice([0, 0xFF102030, 0x01010101]))
+            else:
+                src = Rect(max(0, x), max(0, y), min(97, max(0, x) + w), min(61, max(0, y) + h))
+                dx, dy = rnd.randrange(0, 97 - src.width + 1), rnd.randrange(0, 61 - src.height + 1)
+                if not src.is_empty():
+                    s.copy(src, dx, dy)
+        ops = s.take_ops()
+        kinds |= {type(op) for op in ops}
+        if ops:
+            g.listener.on_frame(Frame(ops, serial, 0.0))
+    sh.check()
+    assert kinds == {Damage, Fill, CopyRect}
+
+
+def test_put_damages_only_changed_pixels():
+    s = Surface(64, 32)
+    pix = s.fb[0:10, 0:20].copy()
+    pix[3, 7] = 9
+    pix[5, 11] = 9
+    s.put(0, 0, pix)
+    assert s.take_ops() == [Damage(Rect(7, 3, 12, 6))]
+    s.put(0, 0, pix)
+    assert s.take_ops() == []
+    assert changed_bbox(s.fb, s.fb.copy()) is None
+
+
+def test_copy_outside_screen_is_refused():
+    s = Surface(16, 16)
+    try:
+        s.copy(Rect(0, 0, 8, 8), 12, 0)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("copy leaving the screen accepted")
