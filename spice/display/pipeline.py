@@ -179,6 +179,8 @@ class DisplayPipeline:
         self.max_passthrough_frames = max_passthrough_frames
         self.max_passthrough_cmds = max_passthrough_cmds
         self.refine = refine
+        #: when set, every image is encoded with this type (tests, benchmarks), whatever the caps say
+        self.force_type: ImageType | None = None
         self.stats = PipelineStats()
         self._clients: list[DisplayClient] = []
         self._encoded: dict[tuple, DrawCommand] = {}
@@ -315,7 +317,7 @@ class DisplayPipeline:
         return out
 
     def choose_type(self, caps: ImageCaps, pixels: np.ndarray) -> ImageType:
-        return caps.lossless_type
+        return self.force_type if self.force_type is not None else caps.lossless_type
 
     def encode(self, rect: Rect, caps: ImageCaps) -> DrawCommand:
         """The command drawing ``rect`` of the current snapshot for a client with ``caps`` (shared)."""
