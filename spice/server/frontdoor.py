@@ -47,6 +47,27 @@ def option(server, name: str, default=None):
     return default if value is None else value
 
 
+def server_password(server) -> str | None:
+    """The password clients must give (None: no password set).  Follows runtime changes of A's
+    ``server.auth`` (set_password) when present."""
+    auth = getattr(server, "auth", None)
+    if auth is not None and hasattr(auth, "password"):
+        pw = auth.password
+        if not pw:
+            return None
+        return pw.decode("utf-8", "replace") if isinstance(pw, bytes) else str(pw)
+    return option(server, "password")
+
+
+def server_port(server, kind: str) -> int | None:
+    """Actual listening port (``plain``/``tls``); falls back to the configured one."""
+    ports = getattr(server, "ports", None)
+    if isinstance(ports, dict) and ports.get(kind):
+        return int(ports[kind])
+    value = option(server, "port" if kind == "plain" else "tls_port")
+    return int(value) if value else None
+
+
 def static_files(server) -> StaticFiles:
     root = option(server, "web_root")
     key = str(root or "")
@@ -152,7 +173,7 @@ async def handle_http(server, reader, writer, first: bytes, *, spice_handler=Non
 def route(server, path: str, headers: Headers, scheme: str) -> Response:
     """Plain HTTP routes (everything that is not a WebSocket upgrade)."""
     bare = path.split("?", 1)[0]
-    password = option(server, "password")
+    password = server_password(server)
     if bare == "/metrics":
         if password and not basic_auth_ok(headers.get("Authorization"), password):
             return auth_required()
@@ -164,8 +185,8 @@ def route(server, path: str, headers: Headers, scheme: str) -> Response:
         info = {
             "name": option(server, "name", "aiospice"),
             "password": bool(password),
-            "port": option(server, "port"),
-            "tls_port": option(server, "tls_port"),
+            "port": server_port(server, "plain"),
+            "tls_port": server_port(server, "tls"),
         }
         return Response(200, json.dumps(info).encode(), "application/json", [("Cache-Control", "no-store")])
     return static_files(server).respond(path, headers.get("If-None-Match"))
@@ -175,7 +196,7 @@ def vv_file(server, host_header: str | None, scheme: str) -> Response:
     """A virt-viewer connection file for this server (no password inside: the viewer asks)."""
     host = (urlsplit(f"//{host_header}").hostname if host_header else None) or "127.0.0.1"
     lines = ["[virt-viewer]", "type=spice", f"host={host}"]
-    port, tls_port = option(server, "port"), option(server, "tls_port")
+    port, tls_port = server_port(server, "plain"), server_port(server, "tls")
     if port:
         lines.append(f"port={int(port)}")
     if tls_port:

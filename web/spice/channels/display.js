@@ -1,0 +1,309 @@
+// Display channel (type 2): surfaces, draw operations, image cache; presents through requestAnimationFrame.
+import { Channel, CHANNEL } from "../channel.js";
+import { Writer } from "../wire.js";
+import { decodeImage, decodeJpeg, IMAGE_FLAG_CACHE_ME, IMAGE_NAMES } from "../decoders/image.js";
+
+const M = { MODE: 101, MARK: 102, RESET: 103, COPY_BITS: 104, INVAL_LIST: 105, INVAL_ALL_PIXMAPS: 106,
+  INVAL_PALETTE: 107, INVAL_ALL_PALETTES: 108, STREAM_CREATE: 122, STREAM_DATA: 123, STREAM_CLIP: 124,
+  STREAM_DESTROY: 125, STREAM_DESTROY_ALL: 126, DRAW_FILL: 302, DRAW_OPAQUE: 303, DRAW_COPY: 304,
+  DRAW_BLEND: 305, DRAW_BLACKNESS: 306, DRAW_WHITENESS: 307, SURFACE_CREATE: 314, SURFACE_DESTROY: 315,
+  STREAM_DATA_SIZED: 316, MONITORS_CONFIG: 317 };
+const MSGC_INIT = 101;
+
+// Display caps we announce: LZ4_COMPRESSION (5) and MULTI_CODEC (8) without any codec bit, so the
+// server sends lossless images only (MJPEG streams are still drawn if a server sends them anyway).
+export const DISPLAY_CAPS = (1 << 5) | (1 << 8);
+const CACHE_PIXELS = 4 * 1024 * 1024;
+
+function readRect(r) {
+  const top = r.i32(), left = r.i32(), bottom = r.i32(), right = r.i32();
+  return { x: left, y: top, w: right - left, h: bottom - top };
+}
+
+function intersect(a, b) {
+  const x = Math.max(a.x, b.x), y = Math.max(a.y, b.y);
+  const w = Math.min(a.x + a.w, b.x + b.w) - x, h = Math.min(a.y + a.h, b.y + b.h) - y;
+  return w > 0 && h > 0 ? { x, y, w, h } : null;
+}
+
+export class DisplayChannel extends Channel {
+  constructor(client, id = 0) {
+    super(client, CHANNEL.DISPLAY, id, DISPLAY_CAPS);
+    this.surfaces = new Map();
+    this.cache = new Map();
+    this.streams = new Map();
+    this.primary = null;
+    this.dirty = null;
+    this.rafPending = false;
+    this.stats = { draws: 0, decodeMs: 0, drawMs: 0, presents: 0, presentMs: 0, byType: {} };
+  }
+
+  onOpen() {
+    const w = new Writer(14);
+    w.u8(1).u64(CACHE_PIXELS).u8(0).i32(0);
+    this.send(MSGC_INIT, w.done());
+  }
+
+  // -- surfaces and presentation ---------------------------------------------------------------
+  createSurface(id, width, height, primary) {
+    if (width <= 0 || height <= 0 || width * height > 64 * 1024 * 1024) throw new Error("bad surface size");
+    const pixels = new Uint32Array(width * height);
+    pixels.fill(0xff000000);
+    const s = { id, width, height, pixels, primary };
+    this.surfaces.set(id, s);
+    if (primary) {
+      this.primary = s;
+      s.imageData = new ImageData(new Uint8ClampedArray(pixels.buffer), width, height);
+      this.client.primaryCreated(width, height);
+      this.markDirty(s, { x: 0, y: 0, w: width, h: height });
+    }
+  }
+
+  markDirty(s, rect) {
+    if (!s.primary) return;
+    const d = this.dirty;
+    if (!d) this.dirty = { ...rect };
+    else {
+      const x = Math.min(d.x, rect.x), y = Math.min(d.y, rect.y);
+      d.w = Math.max(d.x + d.w, rect.x + rect.w) - x;
+      d.h = Math.max(d.y + d.h, rect.y + rect.h) - y;
+      d.x = x; d.y = y;
+    }
+    if (!this.rafPending) {
+      this.rafPending = true;
+      requestAnimationFrame(() => this.present());
+    }
+  }
+
+  present() {
+    this.rafPending = false;
+    const s = this.primary, d = this.dirty;
+    this.dirty = null;
+    if (!s || !d) return;
+    const t0 = performance.now();
+    const ctx = this.client.context();
+    if (ctx) ctx.putImageData(s.imageData, 0, 0, d.x, d.y, d.w, d.h);
+    const dt = performance.now() - t0;
+    this.stats.presents++;
+    this.stats.presentMs += dt;
+    performance.measure("spice-present", { start: t0, duration: dt });
+    this.client.presented();
+  }
+
+  // -- message handling --------------------------------------------------------------------------
+  handle(type, r) {
+    switch (type) {
+      case M.SURFACE_CREATE: {
+        const id = r.u32(), w = r.u32(), h = r.u32(), fmt = r.u32(), flags = r.u32();
+        if (fmt !== 32 && fmt !== 96) console.warn(`surface format ${fmt} treated as 32-bit`);
+        this.createSurface(id, w, h, (flags & 1) !== 0);
+        return undefined;
+      }
+      case M.SURFACE_DESTROY: {
+        const id = r.u32();
+        this.surfaces.delete(id);
+        if (this.primary && this.primary.id === id) this.primary = null;
+        return undefined;
+      }
+      case M.MODE: {
+        const w = r.u32(), h = r.u32();
+        this.createSurface(0, w, h, true);
+        return undefined;
+      }
+      case M.MARK:
+        this.client.marked();
+        return undefined;
+      case M.RESET:
+        this.cache.clear();
+        return undefined;
+      case M.INVAL_LIST: {
+        const n = r.u16();
+        for (let i = 0; i < n; i++) { r.u8(); this.cache.delete(r.u64key()); }
+        return undefined;
+      }
+      case M.INVAL_ALL_PIXMAPS:
+        this.cache.clear();
+        return undefined;
+      case M.DRAW_FILL:
+        return this.timed(() => this.drawFill(r));
+      case M.DRAW_COPY:
+      case M.DRAW_BLEND:
+      case M.DRAW_OPAQUE:
+        return this.timed(() => this.drawCopy(r, type));
+      case M.DRAW_BLACKNESS:
+      case M.DRAW_WHITENESS: {
+        const base = this.readBase(r);
+        if (base) this.fill(base, type === M.DRAW_BLACKNESS ? 0xff000000 : 0xffffffff);
+        return undefined;
+      }
+      case M.COPY_BITS:
+        return this.timed(() => this.copyBits(r));
+      case M.STREAM_CREATE: return this.streamCreate(r);
+      case M.STREAM_DATA: return this.streamData(r, false);
+      case M.STREAM_DATA_SIZED: return this.streamData(r, true);
+      case M.STREAM_CLIP: return undefined;
+      case M.STREAM_DESTROY: this.streams.delete(r.u32()); return undefined;
+      case M.STREAM_DESTROY_ALL: this.streams.clear(); return undefined;
+      case M.MONITORS_CONFIG:
+      case M.INVAL_PALETTE:
+      case M.INVAL_ALL_PALETTES:
+        return undefined;
+      default:
+        console.debug(`display: unhandled message ${type}`);
+        return undefined;
+    }
+  }
+
+  timed(fn) {
+    const t0 = performance.now();
+    const done = (res) => {
+      const dt = performance.now() - t0;
+      this.stats.draws++;
+      this.stats.drawMs += dt;
+      return res;
+    };
+    const r = fn();
+    return r && typeof r.then === "function" ? r.then(done) : done(r);
+  }
+
+  // DisplayBase: surface, box, clip -> {surface, box, clips} (clips = list of rects within box).
+  readBase(r) {
+    const sid = r.u32();
+    const box = readRect(r);
+    const clipType = r.u8();
+    let rects = [box];
+    if (clipType === 1) {
+      const n = r.u32();
+      rects = [];
+      for (let i = 0; i < n; i++) {
+        const c = intersect(readRect(r), box);
+        if (c) rects.push(c);
+      }
+    }
+    const surface = this.surfaces.get(sid);
+    if (!surface) return null;
+    const bounds = { x: 0, y: 0, w: surface.width, h: surface.height };
+    const clips = rects.map((c) => intersect(c, bounds)).filter(Boolean);
+    return { surface, box, clips };
+  }
+
+  fill(base, color) {
+    const { surface: s, clips } = base;
+    for (const c of clips) {
+      for (let y = c.y; y < c.y + c.h; y++) s.pixels.fill(color, y * s.width + c.x, y * s.width + c.x + c.w);
+      this.markDirty(s, c);
+    }
+  }
+
+  drawFill(r) {
+    const base = this.readBase(r);
+    const brushType = r.u8();
+    if (brushType !== 1) { console.debug("display: only solid fills"); return; }
+    const c = r.u32();
+    const color = (0xff000000 | ((c & 0xff) << 16) | (c & 0xff00) | ((c >>> 16) & 0xff)) >>> 0;
+    if (base) this.fill(base, color);
+  }
+
+  drawCopy(r, type) {
+    const base = this.readBase(r);
+    const srcPtr = r.u32();
+    if (type === M.DRAW_OPAQUE) { /* brush follows src_area; ignored */ }
+    const area = readRect(r);
+    if (!srcPtr) return undefined;
+    const decoded = decodeImage(r.at(srcPtr), this);
+    const finish = ({ desc, image }) => {
+      this.countImage(desc.type);
+      if (desc.flags & IMAGE_FLAG_CACHE_ME) this.cache.set(desc.id, image);
+      if (base) this.blit(base, image, area);
+    };
+    if (decoded && typeof decoded.then === "function") return decoded.then(finish);
+    finish(decoded);
+    return undefined;
+  }
+
+  countImage(type) {
+    const name = IMAGE_NAMES[type] || String(type);
+    this.stats.byType[name] = (this.stats.byType[name] || 0) + 1;
+  }
+
+  // Copy `area` of `image` onto base.box (nearest-neighbour scaling if sizes differ), clipped.
+  blit(base, image, area) {
+    const { surface: s, box, clips } = base;
+    const sx0 = Math.max(0, area.x), sy0 = Math.max(0, area.y);
+    const scaleX = area.w / box.w, scaleY = area.h / box.h;
+    const same = area.w === box.w && area.h === box.h;
+    const src = image.pixels, sw = image.width;
+    for (const c of clips) {
+      for (let y = c.y; y < c.y + c.h; y++) {
+        const dy = y - box.y;
+        const srcY = same ? sy0 + dy : sy0 + Math.floor(dy * scaleY);
+        if (srcY >= image.height) break;
+        const dstOff = y * s.width;
+        if (same) {
+          const sx = sx0 + (c.x - box.x);
+          const n = Math.min(c.w, sw - sx);
+          if (n > 0) s.pixels.set(src.subarray(srcY * sw + sx, srcY * sw + sx + n), dstOff + c.x);
+        } else {
+          for (let x = c.x; x < c.x + c.w; x++) {
+            const srcX = sx0 + Math.floor((x - box.x) * scaleX);
+            if (srcX < sw) s.pixels[dstOff + x] = src[srcY * sw + srcX];
+          }
+        }
+      }
+      this.markDirty(s, c);
+    }
+  }
+
+  copyBits(r) {
+    const base = this.readBase(r);
+    const sx = r.i32(), sy = r.i32();
+    if (!base) return;
+    const { surface: s, box, clips } = base;
+    const px = s.pixels, w = s.width;
+    for (const c of clips) {
+      const srcX = sx + (c.x - box.x), srcY = sy + (c.y - box.y);
+      if (srcX < 0 || srcY < 0 || srcX + c.w > s.width || srcY + c.h > s.height) continue;
+      const down = srcY < c.y; // copy bottom-up when moving content down (overlap)
+      for (let i = 0; i < c.h; i++) {
+        const row = down ? c.h - 1 - i : i;
+        const from = (srcY + row) * w + srcX;
+        px.copyWithin((c.y + row) * w + c.x, from, from + c.w);
+      }
+      this.markDirty(s, c);
+    }
+  }
+
+  // -- MJPEG streams ------------------------------------------------------------------------------
+  streamCreate(r) {
+    const surfaceId = r.u32(), id = r.u32(), flags = r.u8(), codec = r.u8();
+    r.u64key();
+    const sw = r.u32(), sh = r.u32(), srcW = r.u32(), srcH = r.u32();
+    const dest = readRect(r);
+    this.streams.set(id, { surfaceId, flags, codec, width: sw, height: sh, srcW, srcH, dest });
+    if (codec !== 1) console.warn(`stream codec ${codec} not supported`);
+  }
+
+  streamData(r, sized) {
+    const id = r.u32();
+    r.u32(); // mm time: frames are shown as soon as decoded
+    const st = this.streams.get(id);
+    let width = st ? st.width : 0, height = st ? st.height : 0, dest = st ? st.dest : null;
+    if (sized) { width = r.u32(); height = r.u32(); dest = readRect(r); }
+    const size = r.u32();
+    const data = r.bytes(size).slice();
+    if (!st || st.codec !== 1) return undefined;
+    const surface = this.surfaces.get(st.surfaceId);
+    if (!surface) return undefined;
+    return this.timed(() => decodeJpeg(data, width, height).then((image) => {
+      this.countImage("MJPEG");
+      if (!(st.flags & 1)) { // bottom-up frame
+        const flipped = new Uint32Array(image.pixels.length);
+        for (let y = 0; y < height; y++) flipped.set(image.pixels.subarray(y * width, (y + 1) * width), (height - 1 - y) * width);
+        image = { width, height, pixels: flipped };
+      }
+      const bounds = { x: 0, y: 0, w: surface.width, h: surface.height };
+      const clip = intersect(dest, bounds);
+      if (clip) this.blit({ surface, box: dest, clips: [clip] }, image, { x: 0, y: 0, w: width, h: height });
+    }));
+  }
+}
