@@ -215,6 +215,7 @@ class ChannelConnection:
         counters = server.stats.channel(cls.name)
         counters.connections_total += 1
         counters.connections_open += 1
+        counters.connections_tls += self.secure
         self.protocol = ChannelProtocol(self.mini_header, server=True, max_message=cls.max_message)
         log.info("%s: channel up (session %#x, %s, caps %s)", self.name, session.id, self.transport,
                  sorted(req.channel_caps))

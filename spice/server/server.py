@@ -19,6 +19,7 @@ from .session import SessionRegistry
 from .stats import Stats
 
 log = logging.getLogger("spice.server")
+MAX_IMAGE_PIXELS = 8192 * 8192
 HTTP_PREFIXES = (b"GET ", b"HEAD", b"POST", b"PUT ", b"OPTI", b"DELE", b"PATC", b"CONN", b"TRAC")
 
 
@@ -55,9 +56,14 @@ class SpiceServer:
             try:
                 from spice.display.pipeline import DisplayPipeline
             except ImportError:
-                from .simple_display import SimpleDisplayPipeline as DisplayPipeline
+                from .simple_display import SimpleDisplayPipeline
+
                 log.info("spice.display.pipeline not available: using the plain BITMAP pipeline")
-            self._pipeline = DisplayPipeline(self.guest)
+                self._pipeline = SimpleDisplayPipeline(self.guest)
+            else:
+                # One DRAW_COPY per dirty rectangle, never cut into bands: spicy-screenshot (and
+                # spice-gtk's first display-invalidate) needs the first draw to be the whole screen.
+                self._pipeline = DisplayPipeline(self.guest, max_band_pixels=MAX_IMAGE_PIXELS)
         return self._pipeline
 
     def set_password(self, password: str | None, expires_in: float | None = None) -> None:

@@ -12,6 +12,7 @@ class ChannelCounters:
 
     connections_total: int = 0
     connections_open: int = 0
+    connections_tls: int = 0  # of connections_total, how many came over TLS
     bytes_in: int = 0
     bytes_out: int = 0
     messages_in: int = 0
