@@ -110,6 +110,23 @@ class Desktop:
             win.dirty.append(r)
         self.schedule()
 
+    def fill_window_many(self, win: Window, rects: np.ndarray, colors: np.ndarray) -> None:
+        """Batch of :meth:`fill_window`: ``rects`` ``(n, 4)`` window-local, inside the window; ``colors`` u32."""
+        buf32 = win.buf.view(np.uint32)[:, :, 0]
+        for (x0, y0, x1, y1), c in zip(rects.tolist(), colors.tolist(), strict=True):
+            buf32[y0:y1, x0:x1] = c
+        if len(rects) == 0:
+            return
+        lo, hi = rects[:, :2].min(axis=0), rects[:, 2:].max(axis=0)
+        box = Rect(int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1]))
+        screen = box.translate(win.x, win.y)
+        if (win.x, win.y) == self._shown.get(id(win)) and not self._obscured(win, screen) \
+                and screen.intersect(self.bounds) == screen:
+            self.surface.fill_many(rects + np.array([win.x, win.y, win.x, win.y]), colors)
+        else:
+            win.dirty.append(box)
+        self.schedule()
+
     def window_at(self, x: int, y: int) -> Window | None:
         for win in reversed(self.windows):
             r = win.rect

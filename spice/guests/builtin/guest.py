@@ -62,6 +62,7 @@ class BuiltinGuest(Guest):
         self.desktop.add(self.topbar, on_top=True)
         self.terminal.write_line("aiospice built-in guest. Type 'help' for commands.")
         self._update_clock()
+        self.workload: Workload | None = WORKLOADS[workload](self) if workload in WORKLOADS else None
         self.desktop.render()
         self.desktop.surface.take_ops()  # the first picture is the framebuffer itself
         w, h = width, height
@@ -70,7 +71,6 @@ class BuiltinGuest(Guest):
         self._drag: tuple[Window, int, int] | None = None
         self._pressed_in: Window | None = None
         self._tasks: list[asyncio.Task] = []
-        self.workload: Workload | None = WORKLOADS[workload](self) if workload in WORKLOADS else None
 
     # -- lifecycle
     async def start(self) -> None:

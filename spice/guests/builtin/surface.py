@@ -47,6 +47,14 @@ class Surface:
         self.fb.view(np.uint32)[rect.top:rect.bottom, rect.left:rect.right, 0] = color
         self._ops.append(Fill(rect, color))
 
+    def fill_many(self, rects: np.ndarray, colors: np.ndarray) -> None:
+        """Many fills at once: ``rects`` is ``(n, 4)`` left, top, right, bottom inside the screen."""
+        fb32 = self.fb.view(np.uint32)[:, :, 0]
+        ops = self._ops
+        for (x0, y0, x1, y1), c in zip(rects.tolist(), colors.tolist(), strict=True):
+            fb32[y0:y1, x0:x1] = c
+            ops.append(Fill(Rect(x0, y0, x1, y1), c))
+
     def copy(self, src: Rect, dest_x: int, dest_y: int) -> None:
         """Copy ``src`` to top-left ``(dest_x, dest_y)``; both must lie inside the screen."""
         dest = src.translate(dest_x - src.left, dest_y - src.top)

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from ..base import Rect
 from .window import TITLE_H, Window
 
 if TYPE_CHECKING:
@@ -186,14 +185,13 @@ class ManySmallFills(Workload):
         n = int(self.PER_SECOND / self.rate)
         w, h = self.window.w, self.window.h
         rng = self.rng
-        sizes = rng.integers(4, 33, (n, 2))
-        xs = rng.integers(0, w - 4, n)
-        ys = rng.integers(0, h - 4, n)
-        colors = rng.integers(0, 1 << 24, n)
-        desk = self.guest.desktop
-        for x, y, (sw, sh), c in zip(xs.tolist(), ys.tolist(), sizes.tolist(), colors.tolist(), strict=True):
-            desk.fill_window(self.window, Rect(x, y, min(w, x + sw), min(h, y + sh)), c)
-
+        rects = np.empty((n, 4), np.int64)
+        rects[:, 0] = rng.integers(0, w - 4, n)
+        rects[:, 1] = rng.integers(0, h - 4, n)
+        rects[:, 2] = np.minimum(w, rects[:, 0] + rng.integers(4, 33, n))
+        rects[:, 3] = np.minimum(h, rects[:, 1] + rng.integers(4, 33, n))
+        colors = rng.integers(0, 1 << 24, n, dtype=np.uint32) | np.uint32(0xFF000000)
+        self.guest.desktop.fill_window_many(self.window, rects, colors)
 
 WORKLOADS: dict[str, type[Workload]] = {
     "idle-clock": IdleClock, "typing": Typing, "window-drag": WindowDrag, "scroll": Scroll,
