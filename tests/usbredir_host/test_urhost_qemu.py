@@ -65,3 +65,43 @@ async def test_storage_share_to_qemu(tmp_path, need_qemu):
     assert ok, report
     assert sha256(fat_read(img, "NEW.BIN")) == written
     assert fat_read(img, "DATA.BIN") == payload
+
+
+async def test_keyboard_key_reaches_guest(need_qemu):
+    from usbredir.devices.hid import HidKeyboard
+    from usbredir.host import serve_stream
+
+    port = free_port()
+    guest = QemuGuest(redir_args(port))
+    kbd = HidKeyboard()
+    stop = asyncio.Event()
+    hosts = []
+    session = None
+    try:
+        await guest.start()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        session = asyncio.create_task(serve_stream(kbd, reader, writer, stop=stop, on_host=hosts.append))
+        out = await guest.wait_for_command("grep -l 'aiospice keyboard' /sys/class/input/event*/device/name",
+                                           timeout=60)
+        event = out.strip().splitlines()[0].split("/")[4]
+        assert event.startswith("event")
+        devices = await guest.check("cat /proc/bus/input/devices")
+        assert "aiospice keyboard" in devices
+        # keep one fd open on the evdev node: usbhid starts polling (start_interrupt_receiving)
+        await guest.check(f"dd if=/dev/input/{event} of=/tmp/ev bs=24 count=6 2>/dev/null &")
+        for _ in range(200):
+            if hosts and 0x81 in hosts[0]._streams:
+                break
+            await asyncio.sleep(0.05)
+        assert 0x81 in hosts[0]._streams, "guest never started interrupt receiving"
+        kbd.type_text("a")
+        await guest.wait_for_command("test $(stat -c %s /tmp/ev) -ge 144", timeout=30)
+        dump = await guest.check("hexdump -v -e '24/1 \"%02x \" \"\\n\"' /tmp/ev")
+        events = [bytes.fromhex(line.replace(" ", ""))[16:] for line in dump.split("\n") if line.strip()]
+        key_a = [(e[0], e[2], e[4]) for e in events]  # (type, code, value)
+        assert (1, 30, 1) in key_a and (1, 30, 0) in key_a, dump   # EV_KEY KEY_A press + release
+    finally:
+        stop.set()
+        if session is not None:
+            await asyncio.wait_for(session, 15)
+        await guest.stop()
