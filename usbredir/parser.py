@@ -69,7 +69,8 @@ __all__ = ["Role", "ProtocolError", "InvalidState", "UsbredirParser", "HostParse
 log = logging.getLogger(__name__)
 _new = tuple.__new__
 _T = PacketType
-_ASSEMBLE_PREALLOC = 1 << 20  # packets up to this size get their whole buffer at once
+_ASSEMBLE_PREALLOC = 1 << 20
+_MAX_BULK = MAX_BULK_TRANSFER_SIZE  # packets up to this size get their whole buffer at once
 
 
 class Role(enum.Enum):
@@ -124,6 +125,7 @@ class UsbredirParser:
         self._hdr = struct.Struct(STRUCT_FORMATS["header32"])
         self._table: dict[int, tuple[int, bool, _Decoder]] = {_T.HELLO: (64, True, self._dec_hello)}
         self._encoders: dict[int, Callable] = {}
+        self._bulk_fast: tuple | None = None
         # receive state: partial common header, or a packet whose header is known
         self._head = bytearray()
         self._cur: tuple[int, int, int, _Decoder] | None = None  # (type, length, id, decoder)
@@ -218,8 +220,31 @@ class UsbredirParser:
         table = self._table
         append = self._events.append
         maxlen = self.max_packet_length
-        while end - pos >= hs:
-            ptype, length, pid = unpack(view, pos)
+        bulk = self._bulk_fast  # (header+bulk unpack_from, its size, data flag) once negotiated
+        while True:
+            avail = end - pos
+            if bulk is not None and avail >= bulk[1]:
+                # inlined bulk_packet (the hot packet of mass storage): header and bulk header in one go
+                ptype, length, pid, ep, status, blen, sid, high = bulk[0](view, pos)
+                if ptype == 101:
+                    stop = pos + hs + length
+                    if stop <= end and length <= maxlen:
+                        blen |= high << 16
+                        start = pos + bulk[1]
+                        if (ep & 0x80) == bulk[2]:
+                            if stop - start == blen and blen <= _MAX_BULK:
+                                append(_new(BulkPacket, (pid, ep, status, blen, sid, view[start:stop])))
+                                pos = stop
+                                continue
+                        elif stop == start and blen <= _MAX_BULK:
+                            append(_new(BulkPacket, (pid, ep, status, blen, sid, b"")))
+                            pos = stop
+                            continue
+                    # anything unusual: the general path below handles or reports it
+            elif avail >= hs:
+                ptype, length, pid = unpack(view, pos)
+            else:
+                break
             entry = table.get(ptype)
             if entry is None or length > maxlen:
                 self._check_header(ptype, length)  # raises the precise error
@@ -241,6 +266,7 @@ class UsbredirParser:
                 unpack = hdr.unpack_from
                 hs = hdr.size
                 table = self._table
+                bulk = self._bulk_fast
         if pos < end:
             self._head += view[pos:end]
 
@@ -324,6 +350,9 @@ class UsbredirParser:
             thl = type_header(ptype, neg).sizeof()
             table[ptype] = (thl, ptype in EXTRA_DATA_TYPES, self._make_decoder(ptype, thl, bulk_fmt))
         self._table = table
+        if _T.BULK_PACKET in table and neg & Cap.BULK_LENGTH_32BIT:
+            combined = struct.Struct(hfmt + bulk_fmt[1:])
+            self._bulk_fast = (combined.unpack_from, combined.size, self._rx_data_flag)
         self._encoders = {}
         for ptype in self._tx_types:
             if ptype != _T.HELLO:
