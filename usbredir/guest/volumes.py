@@ -1,0 +1,313 @@
+"""Filesystems on a guest block device: FAT through pyfatfs (read/write) and ISO 9660 (read-only).
+
+pyfatfs is synchronous, the block device is async (its I/O runs through the EHCI schedules on this
+same event loop), so every filesystem call runs in a worker thread whose file object turns each
+read/write into a coroutine on the loop and waits for it.  Reads go through a small block cache
+with read-ahead; writes go straight to the device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import struct
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from usbredir.guest.storage import MassStorageDriver
+
+READ_AHEAD = 128 * 1024
+CACHE_BYTES = 4 << 20
+
+
+class BlockFile(io.RawIOBase):
+    """A seekable file over a :class:`MassStorageDriver`, for use from a worker thread only."""
+
+    def __init__(self, drive: MassStorageDriver, loop: asyncio.AbstractEventLoop, offset: int = 0,
+                 writable: bool = True) -> None:
+        super().__init__()
+        self.drive = drive
+        self.loop = loop
+        self.bs = drive.block_size
+        self.base = offset
+        self.size = drive.blocks * self.bs - offset
+        self.pos = 0
+        self._writable = writable and not drive.read_only
+        self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self.name = f"usb:{drive.info.port}"
+
+    def _call(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return self._writable
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self.pos = pos if whence == 0 else self.pos + pos if whence == 1 else self.size + pos
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def _blocks(self, first: int, count: int) -> bytes:
+        out = []
+        lba = first
+        end = first + count
+        while lba < end:
+            blk = self._cache.get(lba)
+            if blk is not None:
+                self._cache.move_to_end(lba)
+                out.append(blk)
+                lba += 1
+                continue
+            n = max(end - lba, READ_AHEAD // self.bs)
+            n = min(n, self.drive.blocks - lba)
+            data = self._call(self.drive.read_blocks(lba, n))
+            for i in range(n):
+                self._cache[lba + i] = data[i * self.bs:(i + 1) * self.bs]
+            while len(self._cache) * self.bs > CACHE_BYTES:
+                self._cache.popitem(last=False)
+            take = min(n, end - lba)
+            out.append(data[:take * self.bs])
+            lba += take
+        return b"".join(out)
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = self.size - self.pos
+        n = max(0, min(n, self.size - self.pos))
+        if not n:
+            return b""
+        start = self.base + self.pos
+        first, last = start // self.bs, (start + n - 1) // self.bs
+        blob = self._blocks(first, last - first + 1)
+        off = start - first * self.bs
+        self.pos += n
+        return blob[off:off + n]
+
+    def readinto(self, b) -> int:
+        data = self.read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
+    def write(self, data) -> int:
+        if not self._writable:
+            raise OSError("read-only medium")
+        data = bytes(data)
+        if not data:
+            return 0
+        start = self.base + self.pos
+        first, last = start // self.bs, (start + len(data) - 1) // self.bs
+        off = start - first * self.bs
+        if off or (start + len(data)) % self.bs:
+            blob = bytearray(self._blocks(first, last - first + 1))
+        else:
+            blob = bytearray(len(data))
+        blob[off:off + len(data)] = data
+        self._call(self.drive.write_blocks(first, bytes(blob)))
+        for i in range(last - first + 1):
+            self._cache.pop(first + i, None)
+        self.pos += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+@dataclass
+class DirEntry:
+    name: str
+    is_dir: bool
+    size: int
+
+
+def _partition_offset(sector0: bytes) -> int:
+    """Byte offset of the FAT volume: 0 for a superfloppy, else the first MBR partition."""
+    if sector0[510:512] != b"\x55\xaa":
+        return 0
+    if sector0[0x36:0x39] == b"FAT" or sector0[0x52:0x57] == b"FAT32" or sector0[0] in (0xEB, 0xE9):
+        return 0
+    for i in range(4):
+        entry = sector0[446 + 16 * i:462 + 16 * i]
+        if entry[4] in (0x01, 0x04, 0x06, 0x0B, 0x0C, 0x0E):
+            return struct.unpack_from("<I", entry, 8)[0] * 512
+    return 0
+
+
+class FatVolume:
+    """A mounted FAT filesystem; every method is async and serialised."""
+
+    kind = "fat"
+
+    def __init__(self, fs, blockfile: BlockFile) -> None:
+        self.fs = fs  # a pyfatfs PyFatBytesIOFS (PyFilesystem2 API)
+        self.file = blockfile
+        self.read_only = not blockfile.writable()
+        self._lock = threading.Lock()
+
+    @classmethod
+    async def mount(cls, drive: MassStorageDriver) -> FatVolume:
+        from pyfatfs.PyFatFS import PyFatBytesIOFS
+
+        loop = asyncio.get_running_loop()
+        sector0 = await drive.read_blocks(0, 1)
+        offset = _partition_offset(sector0[:512])
+        bf = BlockFile(drive, loop, offset, writable=not drive.read_only)
+        fs = await asyncio.to_thread(PyFatBytesIOFS, bf, utc=True)
+        return cls(fs, bf)
+
+    async def _run(self, fn, *args):
+        def call():
+            with self._lock:
+                return fn(*args)
+        return await asyncio.to_thread(call)
+
+    async def listdir(self, path: str = "/") -> list[DirEntry]:
+        def ls():
+            out = []
+            for info in self.fs.scandir(path, namespaces=["details"]):
+                out.append(DirEntry(info.name, info.is_dir, info.size or 0))
+            return out
+        return await self._run(ls)
+
+    async def read(self, path: str) -> bytes:
+        return await self._run(self.fs.readbytes, path)
+
+    async def write(self, path: str, data: bytes) -> None:
+        if self.read_only:
+            raise OSError("read-only filesystem")
+        await self._run(self.fs.writebytes, path, data)
+
+    async def remove(self, path: str) -> None:
+        await self._run(self.fs.remove, path)
+
+    async def makedir(self, path: str) -> None:
+        await self._run(self.fs.makedir, path)
+
+    async def unmount(self) -> None:
+        if self.fs is not None:
+            fs, self.fs = self.fs, None
+            await asyncio.to_thread(fs.close)
+            if not self.read_only:
+                await self.file.drive.sync()
+
+
+class IsoVolume:
+    """A read-only ISO 9660 filesystem (Joliet names when present, else primary names)."""
+
+    kind = "iso9660"
+    read_only = True
+
+    def __init__(self, drive: MassStorageDriver, root: tuple[int, int], joliet: bool) -> None:
+        self.drive = drive
+        self.root = root
+        self.joliet = joliet
+
+    @staticmethod
+    async def probe(drive: MassStorageDriver) -> bool:
+        blob = await IsoVolume._read(drive, 16 * 2048, 2048)
+        return blob[1:6] == b"CD001"
+
+    @staticmethod
+    async def _read(drive: MassStorageDriver, offset: int, length: int) -> bytes:
+        bs = drive.block_size
+        first = offset // bs
+        last = (offset + length - 1) // bs
+        data = await drive.read_blocks(first, last - first + 1)
+        return data[offset - first * bs:offset - first * bs + length]
+
+    @classmethod
+    async def mount(cls, drive: MassStorageDriver) -> IsoVolume:
+        pvd_root = None
+        joliet_root = None
+        for i in range(16, 32):
+            vd = await cls._read(drive, i * 2048, 2048)
+            if vd[1:6] != b"CD001" or vd[0] == 255:
+                break
+            rec = vd[156:190]
+            root = struct.unpack_from("<I", rec, 2)[0], struct.unpack_from("<I", rec, 10)[0]
+            if vd[0] == 1:
+                pvd_root = root
+            elif vd[0] == 2 and vd[88:91] in (b"%/@", b"%/C", b"%/E"):
+                joliet_root = root
+        if pvd_root is None:
+            raise OSError("no ISO 9660 primary volume descriptor")
+        return cls(drive, joliet_root or pvd_root, joliet_root is not None)
+
+    async def _dir(self, extent: tuple[int, int]) -> list[tuple[str, bool, int, int]]:
+        lba, size = extent
+        if size > 16 << 20:
+            raise OSError("directory too large")
+        blob = await self._read(self.drive, lba * 2048, size)
+        out = []
+        pos = 0
+        while pos < len(blob):
+            n = blob[pos]
+            if n == 0:  # records do not cross sectors: skip to the next one
+                pos = (pos // 2048 + 1) * 2048
+                continue
+            rec = blob[pos:pos + n]
+            pos += n
+            if len(rec) < 34:
+                break
+            name_len = rec[32]
+            raw = rec[33:33 + name_len]
+            if raw in (b"\x00", b"\x01"):
+                continue
+            name = raw.decode("utf-16-be", "replace") if self.joliet else raw.decode("ascii", "replace")
+            name = name.split(";")[0]
+            if not self.joliet and name.endswith("."):
+                name = name[:-1]
+            out.append((name, bool(rec[25] & 2), struct.unpack_from("<I", rec, 2)[0],
+                        struct.unpack_from("<I", rec, 10)[0]))
+        return out
+
+    async def _lookup(self, path: str) -> tuple[str, bool, int, int]:
+        entry = ("/", True, *self.root)
+        for part in [p for p in path.split("/") if p]:
+            if not entry[1]:
+                raise FileNotFoundError(path)
+            for e in await self._dir((entry[2], entry[3])):
+                if e[0] == part or e[0].upper() == part.upper():
+                    entry = e
+                    break
+            else:
+                raise FileNotFoundError(path)
+        return entry
+
+    async def listdir(self, path: str = "/") -> list[DirEntry]:
+        entry = await self._lookup(path)
+        if not entry[1]:
+            raise NotADirectoryError(path)
+        return [DirEntry(n, d, 0 if d else s) for n, d, _, s in await self._dir((entry[2], entry[3]))]
+
+    async def read(self, path: str) -> bytes:
+        entry = await self._lookup(path)
+        if entry[1]:
+            raise IsADirectoryError(path)
+        return await self._read(self.drive, entry[2] * 2048, entry[3]) if entry[3] else b""
+
+    async def write(self, path: str, data: bytes) -> None:
+        raise OSError("read-only filesystem (ISO 9660)")
+
+    async def unmount(self) -> None:
+        pass
+
+
+async def mount(drive: MassStorageDriver) -> FatVolume | IsoVolume | None:
+    """Mount what the drive holds: ISO 9660 (CD-ROM images) or FAT; None if neither."""
+    if drive.blocks * drive.block_size >= 17 * 2048 and await IsoVolume.probe(drive):
+        return await IsoVolume.mount(drive)
+    sector0 = await drive.read_blocks(0, max(1, 512 // drive.block_size))
+    off = _partition_offset(sector0[:512])
+    boot = sector0[:512] if off == 0 else await IsoVolume._read(drive, off, 512)
+    if boot[510:512] == b"\x55\xaa" and (boot[0x36:0x39] == b"FAT" or boot[0x52:0x57] == b"FAT32"):
+        return await FatVolume.mount(drive)
+    return None
