@@ -35,6 +35,7 @@ API::
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import struct
 from collections.abc import Callable
@@ -71,6 +72,11 @@ _new = tuple.__new__
 _T = PacketType
 _ASSEMBLE_PREALLOC = 1 << 20
 _MAX_BULK = MAX_BULK_TRANSFER_SIZE  # packets up to this size get their whole buffer at once
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(ptype: int, negotiated: int):
+    return type_header(ptype, negotiated).compile()
 
 
 class Role(enum.Enum):
@@ -442,7 +448,7 @@ class UsbredirParser:
 
     def _make_control_decoder(self, ptype: int, thl: int) -> _Decoder:
         """Non-data packets: parsed with their construct declaration (rare, not hot)."""
-        layout = type_header(ptype, self.negotiated).compile()
+        layout = _compiled(ptype, int(self.negotiated))
         cls = PACKET_CLASSES[PacketType(ptype)]
         fields = cls._fields[1:]
         need_cap = {
