@@ -25,6 +25,7 @@ class TestChannel:
     def __init__(self, reader, writer, proto: ChannelProtocol, result: LinkResult) -> None:
         self.reader, self.writer, self.proto, self.result = reader, writer, proto, result
         self.messages: list[Message] = []
+        self.events: list[object] = []  # PeerDisconnecting, ...
         self.auto_ack = True
 
     @classmethod
@@ -62,6 +63,8 @@ class TestChannel:
         for m in self.proto.receive_data(data):
             if isinstance(m, Message):
                 self.messages.append(m)
+            else:
+                self.events.append(m)
         out = self.proto.data_to_send()
         if out:
             self.writer.write(out)
@@ -90,10 +93,14 @@ class TestChannel:
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         while True:
-            data = await asyncio.wait_for(self.reader.read(1 << 20), max(0.01, end - loop.time()))
+            try:
+                data = await asyncio.wait_for(self.reader.read(1 << 20), max(0.01, end - loop.time()))
+            except ConnectionResetError:  # closed with our unread bytes pending: also "closed"
+                return bytes(got)
             if not data:
                 return bytes(got)
             got += data
+            self._feed(data)
 
     async def pump(self, timeout: float = 0.5) -> bool:
         """Read whatever arrives within ``timeout``; False if nothing came."""
