@@ -64,6 +64,7 @@ export class SpiceClient {
 
   channelsListed(list) {
     const gen = this.generation;
+    const links = [];
     for (const [type, id] of list) {
       let ch = null;
       if (type === CHANNEL.DISPLAY && id === 0 && !this.display) ch = this.display = new DisplayChannel(this, 0);
@@ -71,15 +72,17 @@ export class SpiceClient {
       else if (type === CHANNEL.CURSOR && id === 0 && !this.cursor) ch = this.cursor = new CursorChannel(this);
       if (!ch) continue;
       this.channels.push(ch);
-      ch.connect(this.url, this.sessionId, this.password).then(() => {
-        if (gen === this.generation && ch === this.display) {
-          this.backoff = BACKOFF_MIN_MS;
-          this.setState("connected");
-        }
-      }).catch((err) => {
+      links.push(ch.connect(this.url, this.sessionId, this.password).catch((err) => {
         if (gen === this.generation) this.dropped(`${ch.constructor.name}: ${err.message}`);
-      });
+        throw err;
+      }));
     }
+    // "connected" once every channel we use is linked (input sent earlier would be lost).
+    Promise.all(links).then(() => {
+      if (gen !== this.generation) return;
+      this.backoff = BACKOFF_MIN_MS;
+      this.setState("connected");
+    }, () => {});
   }
 
   channelClosed(ch) {

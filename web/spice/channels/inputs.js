@@ -59,6 +59,13 @@ export class InputsChannel extends Channel {
 
   // button: 1 left, 2 middle, 3 right, 4 wheel up, 5 wheel down.
   button(button, down) {
+    // A position held back for lack of credit goes first, or the click lands at the old position.
+    if (this.pendingMotion) {
+      const m = this.pendingMotion;
+      this.pendingMotion = null;
+      this.unacked++;
+      m();
+    }
     const bit = button <= 3 ? [0, 1, 2, 4][button] : 0;
     if (down) this.buttons |= bit; else this.buttons &= ~bit;
     const w = new Writer(3).u8(button).u16(this.buttons);

@@ -1,0 +1,285 @@
+"""Our web client (web/) in Debian's Chromium against the real server and the built-in guest."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
+from browser import chromium, chromium_available, new_page  # noqa: E402
+
+from spice.guests.builtin import BuiltinGuest  # noqa: E402
+from spice.server.config import ServerConfig  # noqa: E402
+from spice.server.server import SpiceServer  # noqa: E402
+
+pytestmark = [
+    pytest.mark.peer,
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(not chromium_available(), reason="chromium or playwright missing"),
+]
+
+W, H = 800, 600
+
+CANVAS_RGBA_JS = """() => {
+  const c = document.getElementById('display');
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let s = '';
+  for (let i = 0; i < d.length; i += 0x8000) s += String.fromCharCode.apply(null, d.subarray(i, i + 0x8000));
+  return [c.width, c.height, btoa(s)];
+}"""
+
+
+def frozen_guest() -> BuiltinGuest:
+    return BuiltinGuest(width=W, height=H, clock=lambda: datetime(2026, 1, 2, 3, 4, 5), uptime=lambda: 42.0)
+
+
+async def start_server(**cfg) -> SpiceServer:
+    cfg.setdefault("port", 0)
+    if "password" not in cfg:
+        cfg["disable_ticketing"] = True
+    srv = SpiceServer(frozen_guest(), ServerConfig(**cfg))
+    await srv.start()
+    return srv
+
+
+def url(srv: SpiceServer) -> str:
+    return f"http://127.0.0.1:{srv.ports['plain']}/"
+
+
+async def wait_for(cond, timeout: float = 15.0, interval: float = 0.1, what: str = "condition"):
+    """Poll an (async or plain) condition until it is truthy; returns its value."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        value = cond()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+async def canvas_rgb(page) -> np.ndarray:
+    w, h, b64 = await page.evaluate(CANVAS_RGBA_JS)
+    return np.frombuffer(base64.b64decode(b64), np.uint8).reshape(h, w, 4)[..., :3]
+
+
+def guest_rgb(guest: BuiltinGuest) -> np.ndarray:
+    return guest.framebuffer[..., 2::-1]
+
+
+async def canvas_matches_guest(page, guest) -> bool:
+    rgb = await canvas_rgb(page)
+    return rgb.shape == guest_rgb(guest).shape and np.array_equal(rgb, guest_rgb(guest))
+
+
+async def state(page) -> str:
+    return await page.evaluate("document.getElementById('status').dataset.state")
+
+
+async def to_page(page, gx: float, gy: float) -> tuple[float, float]:
+    """Guest pixel (centre) -> page coordinates through the canvas' current scaling."""
+    r = await page.evaluate(
+        "(() => { const c = document.getElementById('display'); const r = c.getBoundingClientRect();"
+        " return [r.x, r.y, r.width / c.width, r.height / c.height]; })()"
+    )
+    return r[0] + (gx + 0.5) * r[2], r[1] + (gy + 0.5) * r[3]
+
+
+async def open_client(browser, srv):
+    page = await new_page(browser)
+    await page.goto(url(srv))
+    await wait_for(lambda: state(page), what="page state")
+    await wait_for(lambda: _is(page, "connected"), what="connected")
+    return page
+
+
+async def _is(page, want: str) -> bool:
+    return await state(page) == want
+
+
+async def test_canvas_equals_guest_framebuffer_lossless():
+    srv = await start_server()
+    try:
+        async with chromium() as browser:
+            page = await open_client(browser, srv)
+            await wait_for(lambda: canvas_matches_guest(page, srv.guest), what="canvas == framebuffer")
+            # Some content change later (typing) must also arrive pixel-exact.
+            srv.guest.terminal.type_text("pixels")
+            await wait_for(
+                lambda: canvas_matches_guest(page, srv.guest), what="canvas == framebuffer after text"
+            )
+            stats = await page.evaluate("window.aiospice.stats()")
+            assert stats["display"]["byType"], stats  # images were decoded in the browser
+            print("image types drawn:", stats["display"]["byType"])
+            errors = [line for line in page.console_lines if line.startswith(("error", "pageerror"))]
+            assert not errors, errors
+    finally:
+        await srv.close()
+
+
+async def test_typing_reaches_guest_terminal():
+    srv = await start_server()
+    guest = srv.guest
+    try:
+        async with chromium() as browser:
+            page = await open_client(browser, srv)
+            await page.focus("#display")
+            # Playwright's type() sends unshifted key codes; shifted characters need Shift held.
+            await page.keyboard.type("echo hello-web.1 ")
+            await page.keyboard.press("Shift+KeyA")
+            await page.keyboard.press("Shift+Minus")
+            await page.keyboard.press("Enter")
+            await wait_for(
+                lambda: "hello-web.1 A_" in guest.terminal.lines[:-1], what="echo output in terminal"
+            )
+            # Arrow keys / editing keys go through the E0-prefixed path: Up recalls the last command.
+            await page.keyboard.press("ArrowUp")
+            await wait_for(
+                lambda: guest.terminal.lines[-1].endswith("echo hello-web.1 A_"), what="history recall"
+            )
+            # Blur releases held keys: hold Shift, blur the canvas, the guest must not keep Shift down.
+            await page.keyboard.down("Shift")
+            await page.evaluate("document.getElementById('display').blur()")
+            await page.keyboard.up("Shift")
+            await page.focus("#display")
+            await page.keyboard.type("x")
+            await wait_for(
+                lambda: guest.terminal.lines[-1].endswith("echo hello-web.1 A_x"), what="lowercase x"
+            )
+    finally:
+        await srv.close()
+
+
+async def test_clicks_and_drags_reach_guest():
+    srv = await start_server()
+    guest = srv.guest
+    try:
+        async with chromium() as browser:
+            page = await open_client(browser, srv)
+            bx, by = guest.button.center
+            px, py = await to_page(page, bx, by)
+            await page.mouse.click(px, py)
+            await wait_for(lambda: guest.button.clicks == 1, what="button click")
+            # Drag the terminal by its title bar.
+            term = guest.terminal
+            x0, y0 = term.x, term.y
+            sx, sy = await to_page(page, x0 + 40, y0 + 8)
+            ex, ey = await to_page(page, x0 + 40 + 50, y0 + 8 + 30)
+            await page.mouse.move(sx, sy)
+            await page.mouse.down()
+            await page.mouse.move(ex, ey, steps=12)
+            await page.mouse.up()
+            await wait_for(
+                lambda: (term.x, term.y) == (x0 + 50, y0 + 30), what="terminal dragged by (50, 30)"
+            )
+            await wait_for(lambda: canvas_matches_guest(page, guest), what="canvas after drag")
+            # Wheel over the terminal scrolls its view (buttons 4/5).
+            for i in range(40):
+                term.write_line(f"line {i}")
+            await wait_for(lambda: canvas_matches_guest(page, guest), what="canvas after output")
+            assert term.offset == 0
+            cx, cy = await to_page(page, term.x + 60, term.y + 80)
+            await page.mouse.move(cx, cy)
+            await page.mouse.wheel(0, -120)
+            await wait_for(lambda: term.offset == 3, what="terminal scrolled back by the wheel (button 4)")
+            await page.mouse.wheel(0, 120)
+            await wait_for(lambda: term.offset == 0, what="terminal scrolled forward (button 5)")
+    finally:
+        await srv.close()
+
+
+def _cursor_rgba(shape) -> np.ndarray:
+    return shape.pixels[..., [2, 1, 0, 3]]
+
+
+async def test_cursor_shape_follows_guest():
+    srv = await start_server()
+    guest = srv.guest
+    try:
+        async with chromium() as browser:
+            page = await open_client(browser, srv)
+            term = guest.terminal
+            seen = {}
+            for name, (gx, gy) in {
+                "move": (term.x + 40, term.y + 8),
+                "ibeam": (term.x + 60, term.y + 100),
+                "arrow": (W - 20, H - 20),
+            }.items():
+                px, py = await to_page(page, gx, gy)
+                await page.mouse.move(px, py)
+                await wait_for(lambda: guest.cursor.shape is not None, what="guest cursor")
+                want = guest.cursor.shape
+                css = await wait_for(
+                    lambda w=want: page.evaluate(
+                        "(s) => { const c = document.getElementById('display');"
+                        " return c.dataset.cursor && c.dataset.cursor.endsWith(':' + s) ? c.style.cursor : null; }",
+                        w.serial,
+                    ),
+                    what=f"css cursor for {name}",
+                )
+                assert css.startswith('url("data:image/png;base64,')
+                png = base64.b64decode(css.split("base64,", 1)[1].split('"', 1)[0])
+                img = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
+                ref = _cursor_rgba(want)
+                assert img.shape == ref.shape
+                # The canvas round trip keeps alpha exactly; colour only where fully opaque.
+                assert np.array_equal(img[..., 3], ref[..., 3])
+                opaque = ref[..., 3] == 255
+                assert np.array_equal(img[opaque], ref[opaque])
+                assert css.rsplit(")", 1)[1].strip().startswith(f"{want.hot_x} {want.hot_y},")
+                seen[name] = css
+            assert len(set(seen.values())) == 3
+    finally:
+        await srv.close()
+
+
+async def test_password_prompt_then_connect():
+    srv = await start_server(password="s3cret-pw")
+    try:
+        async with chromium() as browser:
+            page = await new_page(browser)
+            await page.goto(url(srv))
+            await page.wait_for_selector("#password-dialog[open]", timeout=10000)
+            await page.fill("#password", "wrong")
+            await page.click("#password-ok")
+            await page.wait_for_selector(
+                "#password-dialog[open] #password-error:not([hidden])", timeout=10000
+            )
+            assert await state(page) == "password"
+            assert srv.stats.auth_failures >= 1
+            await page.fill("#password", "s3cret-pw")
+            await page.click("#password-ok")
+            await wait_for(lambda: _is(page, "connected"), what="connected with the right password")
+            await wait_for(lambda: canvas_matches_guest(page, srv.guest), what="canvas == framebuffer")
+            assert "s3cret-pw" not in page.url
+    finally:
+        await srv.close()
+
+
+async def test_reconnect_after_server_drops_sockets():
+    srv = await start_server()
+    try:
+        async with chromium() as browser:
+            page = await open_client(browser, srv)
+            await wait_for(lambda: canvas_matches_guest(page, srv.guest), what="first picture")
+            for conn in list(srv.connections):
+                conn.close("test: drop")
+            await wait_for(
+                lambda: page.evaluate("window.aiospice.reconnects >= 1"), what="client noticed the drop"
+            )
+            await wait_for(lambda: _is(page, "connected"), what="reconnected")
+            srv.guest.terminal.type_text("after reconnect")
+            await wait_for(lambda: canvas_matches_guest(page, srv.guest), what="canvas after reconnect")
+    finally:
+        await srv.close()
