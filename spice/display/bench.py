@@ -122,21 +122,22 @@ async def run_one(args, workload: str, type_name: str) -> dict:
     return {"workload": workload, "type": type_name, "guest": guest.name, "fps": frames / wall,
             "cpu_ms": 1000 * cpu / f, "pipe_ms": 1000 * spent[0] / f,
             "bytes": stats["bytes"] / f / args.clients, "kbps": stats["bytes"] / wall / args.clients / 1024,
-            "shared": pipeline.stats.shared, "ok": ok}
+            "shared": pipeline.stats.shared, "streams": pipeline.stats.stream_frames, "ok": ok}
 
 
 async def _main(args) -> int:
     print(f"display pipeline, {args.size}, {args.seconds:g} s per run, {args.clients} client(s)")
-    print(f"{'workload':<12} {'type':<7} {'guest':<9} {'frames/s':>8} {'cpu ms/f':>9} {'pipe ms/f':>9} "
-          f"{'bytes/f/client':>14} {'KiB/s/client':>12} {'shared':>6} {'verify':>6}")
+    print(f"{'workload':<16} {'type':<7} {'guest':<9} {'frames/s':>8} {'cpu ms/f':>9} {'pipe ms/f':>9} "
+          f"{'bytes/f/client':>14} {'KiB/s/client':>12} {'shared':>6} {'mjpeg':>5} {'verify':>6}")
     bad = 0
     for workload in args.workloads.split(","):
         for t in args.types.upper().split(","):
             r = await run_one(args, workload.strip(), t.strip())
             verdict = "-" if r["ok"] is None else ("ok" if r["ok"] else "FAIL")
             bad += r["ok"] is False
-            print(f"{r['workload']:<12} {r['type']:<7} {r['guest']:<9} {r['fps']:8.1f} {r['cpu_ms']:9.2f} "
-                  f"{r['pipe_ms']:9.2f} {r['bytes']:14.0f} {r['kbps']:12.1f} {r['shared']:6d} {verdict:>6}",
+            print(f"{r['workload']:<16} {r['type']:<7} {r['guest']:<9} {r['fps']:8.1f} {r['cpu_ms']:9.2f} "
+                  f"{r['pipe_ms']:9.2f} {r['bytes']:14.0f} {r['kbps']:12.1f} {r['shared']:6d} {r['streams']:5d} "
+                  f"{verdict:>6}",
                   flush=True)
     return 1 if bad else 0
 

@@ -10,6 +10,12 @@ Each command maps onto one SPICE display message on surface 0 (spice.md ยง6.7, ย
 * :class:`Resize`    -> the primary surface changed size: SURFACE_DESTROY(0), SURFACE_CREATE(0, w, h,
   32_xRGB, PRIMARY), (MONITORS_CONFIG), then the full redraw that follows in the same take, then MARK.
 * :class:`InvalList` -> INVAL_LIST of pixmap ids (image cache eviction; sent before what follows).
+* :class:`StreamCreate` -> STREAM_CREATE(surface 0, id, flags TOP_DOWN, codec MJPEG, stamp 0,
+  stream size = src size = ``rect`` size, dest ``rect``, clip NONE).
+* :class:`StreamData` -> STREAM_DATA(id, multi_media_time, JPEG): one complete JPEG of ``rect``;
+  ``timestamp`` is the frame's ``time.monotonic()`` (map it onto the session's mm clock).
+* :class:`StreamDestroy` -> STREAM_DESTROY(id); a lossless redraw of the area follows in the same or
+  a later take.
 """
 
 from __future__ import annotations
@@ -59,4 +65,27 @@ class InvalList:
     ids: tuple[int, ...]
 
 
-DrawCommand = DrawFill | DrawCopy | CopyBits | Resize | InvalList
+@dataclass(frozen=True, slots=True)
+class StreamCreate:
+    """Open MJPEG video stream ``stream_id`` (0..63) drawing into ``rect``."""
+
+    stream_id: int
+    rect: Rect
+
+
+@dataclass(frozen=True, slots=True)
+class StreamData:
+    """One frame of stream ``stream_id``: ``data`` is a complete JPEG of ``rect``'s size."""
+
+    stream_id: int
+    rect: Rect
+    data: bytes
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDestroy:
+    stream_id: int
+
+
+DrawCommand = DrawFill | DrawCopy | CopyBits | Resize | InvalList | StreamCreate | StreamData | StreamDestroy

@@ -55,11 +55,16 @@ def encode_lz_rgb(pixels: np.ndarray, image_id: int = 0, flags: int = 0) -> byte
     return b"".join((descriptor(image_id, ImageType.LZ_RGB, w, h, flags), U32.pack(len(stream)), stream))
 
 
+def jpeg_bytes(pixels: np.ndarray, quality: int = 80) -> bytes:
+    """A baseline 4:2:0 JPEG file of BGRX ``pixels`` (also one MJPEG stream frame)."""
+    return simplejpeg.encode_jpeg(np.ascontiguousarray(pixels), quality=quality, colorspace="BGRX",
+                                  colorsubsampling="420")
+
+
 def encode_jpeg(pixels: np.ndarray, image_id: int = 0, flags: int = 0, quality: int = 80) -> bytes:
-    """JPEG (lossy): a baseline JPEG file, 4:2:0."""
+    """JPEG (lossy) image."""
     h, w = pixels.shape[:2]
-    jpg = simplejpeg.encode_jpeg(np.ascontiguousarray(pixels), quality=quality, colorspace="BGRX",
-                                 colorsubsampling="420")
+    jpg = jpeg_bytes(pixels, quality)
     return b"".join((descriptor(image_id, ImageType.JPEG, w, h, flags), U32.pack(len(jpg)), jpg))
 
 

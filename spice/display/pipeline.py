@@ -1,18 +1,22 @@
 """From guest frames to per-client drawing commands: coalesced damage, pass-through fills and copies,
-one encode per (frame, rectangle, format) shared by every client.
+one encode per (frame, rectangle, format) shared by every client, MJPEG streams for video areas.
 
-Pull model: the pipeline keeps, per client, only a bounded state — a dirty-cell mask plus a short
-list of pass-through :class:`DrawFill` / :class:`CopyBits` — and builds commands when the client
-:meth:`DisplayClient.take`\\ s.  A client that takes rarely gets merged damage, never a growing queue.
+Pull model: the pipeline keeps, per client, only a bounded state — a dirty-cell mask, a short list of
+pass-through :class:`DrawFill` / :class:`CopyBits`, a few control commands — and builds drawing
+commands when the client :meth:`DisplayClient.take`\\ s.  A client that takes rarely gets merged
+damage, never a growing queue.
 
-Invariant per client: after applying the pending pass-through commands, every clean cell of the
-client's picture equals the latest frame; dirty cells are sent from the pipeline's snapshot of that
-frame at take time.  Fills and copies pass through only while the client keeps up (at most
-``max_passthrough_frames`` frames between takes); otherwise they degrade to damage.
+Invariant per client: after applying its pending commands, every clean cell of the client's picture
+equals the latest frame; dirty cells are sent from the pipeline's snapshot of that frame at take
+time.  Fills and copies pass through only while the client keeps up (at most
+``max_passthrough_frames`` frames between takes); otherwise they degrade to damage.  Inside an
+active video stream the client's picture is the latest JPEG frame instead (lossy clients only); when
+the stream ends its area is redrawn losslessly.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections.abc import Callable
@@ -22,8 +26,18 @@ import numpy as np
 
 from spice.display import images
 from spice.display.caps import ImageCaps, ImageType
-from spice.display.commands import CopyBits, DrawCommand, DrawCopy, DrawFill, Resize
+from spice.display.commands import (
+    CopyBits,
+    DrawCommand,
+    DrawCopy,
+    DrawFill,
+    Resize,
+    StreamCreate,
+    StreamData,
+    StreamDestroy,
+)
 from spice.display.region import CellGrid
+from spice.display.streams import MAX_STREAMS, VideoDetector, VideoStream, looks_photographic, overlap
 from spice.guests.base import CopyRect, Damage, Fill, Frame, Guest, GuestListener, Rect
 
 MAX_BAND_PIXELS = 64 * 1024  # 256 KiB of raw BGRX per DrawCopy
@@ -31,6 +45,8 @@ MAX_BAND_WIDTH = 2048
 FILL_CMD_BYTES = 41
 COPY_BITS_BYTES = 29
 DRAW_COPY_OVERHEAD = 57
+STREAM_DATA_OVERHEAD = 12
+STREAM_QUALITY = 70
 
 
 @dataclass
@@ -41,6 +57,8 @@ class PipelineStats:
     fills: int = 0
     encoded_bytes: int = 0
     encode_seconds: float = 0.0
+    streams: int = 0
+    stream_frames: int = 0
     by_type: dict[int, int] = field(default_factory=dict)
 
 
@@ -52,6 +70,10 @@ def command_size(cmd: DrawCommand) -> int:
         return FILL_CMD_BYTES
     if isinstance(cmd, CopyBits):
         return COPY_BITS_BYTES
+    if isinstance(cmd, StreamData):
+        return STREAM_DATA_OVERHEAD + len(cmd.data)
+    if isinstance(cmd, StreamCreate):
+        return 51
     return 20
 
 
@@ -63,17 +85,28 @@ class DisplayClient:
         self.caps = caps
         self._wakeup = wakeup
         self._full = True
-        self._resized = False
         self._dirty = pipeline.grid.new_mask()
-        self._cmds: list[DrawCommand] = []
+        self._ctrl: list[DrawCommand] = []  # Resize / StreamCreate / StreamDestroy, in order
+        self._cmds: list[DrawCommand] = []  # pass-through DrawFill / CopyBits
         self._frames_pending = 0
+        self._stream: VideoStream | None = None
+        self._stream_serial = -1
+        self._open_streams: set[int] = set()
+        self._last_take = -1e9
+        self._wake_handle: asyncio.TimerHandle | None = None
         self.taken_serial = 0
         self.bytes_taken = 0
+
+    @property
+    def streams_allowed(self) -> bool:
+        return self.caps.lossy and self.caps.mjpeg
 
     # -- consumer side
     @property
     def pending(self) -> bool:
-        return self._full or bool(self._cmds) or bool(self._dirty.any())
+        s = self._stream
+        return (self._full or bool(self._ctrl) or bool(self._cmds) or bool(self._dirty.any())
+                or (s is not None and s.frame_serial > self._stream_serial))
 
     def take(self, max_bytes: int | None = None) -> list[DrawCommand]:
         """Commands that bring this client from its previous take to the latest frame.
@@ -82,16 +115,25 @@ class DisplayClient:
         the rest stays pending.
         """
         p = self._pipeline
-        out: list[DrawCommand] = []
-        if self._resized:
-            out.append(Resize(p.grid.width, p.grid.height))
-            self._resized = False
+        out: list[DrawCommand] = list(self._ctrl)
+        self._ctrl.clear()
+        for cmd in out:
+            if isinstance(cmd, StreamCreate):
+                self._open_streams.add(cmd.stream_id)
+            elif isinstance(cmd, StreamDestroy):
+                self._open_streams.discard(cmd.stream_id)
         if self._full:
             self._dirty[:] = True
             self._full = False
         out.extend(self._cmds)
         self._cmds.clear()
         self._frames_pending = 0
+        s = self._stream
+        if s is not None:
+            self._dirty[s.cells] = False
+            if s.frame_serial > self._stream_serial:
+                out.append(p.stream_frame(s))
+                self._stream_serial = s.frame_serial
         total = sum(command_size(c) for c in out)
         bands = [b for r in p.grid.rects(self._dirty) for b in p.bands(r)]
         self._dirty[:] = False
@@ -105,17 +147,58 @@ class DisplayClient:
             total += command_size(cmd)
         self.taken_serial = p.serial
         self.bytes_taken += total
+        self._last_take = time.monotonic()
         return out
 
     def detach(self) -> None:
+        if self._wake_handle is not None:
+            self._wake_handle.cancel()
+            self._wake_handle = None
         self._pipeline._detach(self)
 
     # -- producer side (called by the pipeline)
+    def _notify(self) -> None:
+        """Wake the consumer, at most ``max_fps`` times a second."""
+        fps = self._pipeline.max_fps
+        if fps:
+            delay = self._last_take + 1.0 / fps - time.monotonic()
+            if delay > 0:
+                if self._wake_handle is None:
+                    try:
+                        loop = asyncio.get_running_loop()
+                    except RuntimeError:
+                        loop = None
+                    if loop is not None:
+                        self._wake_handle = loop.call_later(delay, self._fire)
+                        return
+                else:
+                    return
+        self._wakeup()
+
+    def _fire(self) -> None:
+        self._wake_handle = None
+        if self.pending:
+            self._wakeup()
+
     def _reset(self) -> None:
-        self._full = self._resized = True
+        self._full = True
+        self._ctrl = [StreamDestroy(i) for i in sorted(self._open_streams)]
+        self._ctrl.append(Resize(self._pipeline.grid.width, self._pipeline.grid.height))
         self._cmds.clear()
         self._dirty = self._pipeline.grid.new_mask()
         self._frames_pending = 0
+        self._stream = None
+
+    def _join(self, s: VideoStream) -> None:
+        self._ctrl.append(StreamCreate(s.id, s.rect))
+        self._stream = s
+        self._stream_serial = -1
+        self._dirty[s.cells] = False
+
+    def _leave(self, s: VideoStream) -> None:
+        self._ctrl.append(StreamDestroy(s.id))
+        self._stream = None
+        self._dirty[s.cells] = True  # lossless refresh of the area
 
     def _degrade(self) -> None:
         grid = self._pipeline.grid
@@ -133,6 +216,7 @@ class DisplayClient:
         if not passthrough and self._cmds:
             self._degrade()
         dirty = self._dirty
+        stream = self._stream
         for ev in events:
             kind = ev[0]
             if kind == "mask":
@@ -148,7 +232,7 @@ class DisplayClient:
                     dirty[grid.outer(rect)] = True
             else:  # copy
                 src, dest = ev[1], ev[2]
-                if not passthrough:
+                if not passthrough or (stream is not None and not src.intersect(stream.rect).is_empty()):
                     dirty[grid.outer(dest)] = True
                     continue
                 src_cells = dirty[grid.outer(src)]
@@ -165,26 +249,39 @@ class DisplayClient:
                 self._cmds.append(CopyBits(src.left, src.top, dest))
         if len(self._cmds) > p.max_passthrough_cmds:
             self._degrade()
+        if stream is not None:
+            dirty[stream.cells] = False  # the next stream frame covers the area
 
 
 class DisplayPipeline:
-    """Subscribes to a guest's frames and serves any number of :class:`DisplayClient`."""
+    """Subscribes to a guest's frames and serves any number of :class:`DisplayClient`.
+
+    ``max_fps`` caps how often a client is woken (frames in between are merged); ``streams``
+    enables MJPEG video streams for clients whose caps allow lossy content.
+    """
 
     def __init__(self, guest: Guest, *, cell: int = 8, max_band_pixels: int = MAX_BAND_PIXELS,
                  max_passthrough_frames: int = 4, max_passthrough_cmds: int = 64,
-                 refine: bool = True) -> None:
+                 refine: bool = True, max_fps: float | None = None, streams: bool = True,
+                 stream_idle: float = 0.5) -> None:
         self.guest = guest
         self.cell = cell
         self.max_band_pixels = max_band_pixels
         self.max_passthrough_frames = max_passthrough_frames
         self.max_passthrough_cmds = max_passthrough_cmds
         self.refine = refine
+        self.max_fps = max_fps
+        self.streams = streams
+        self.stream_idle = stream_idle
         #: when set, every image is encoded with this type (tests, benchmarks), whatever the caps say
         self.force_type: ImageType | None = None
         self.stats = PipelineStats()
         self._clients: list[DisplayClient] = []
         self._encoded: dict[tuple, DrawCommand] = {}
         self._ids = itertools.count(1)
+        self._stream_ids = itertools.count(0)
+        self._stream: VideoStream | None = None
+        self._stream_timer: asyncio.TimerHandle | None = None
         self.serial = guest.frame_serial
         self._set_geometry()
         self._listener = GuestListener(on_frame=self._on_frame, on_resize=self._on_resize)
@@ -199,7 +296,11 @@ class DisplayPipeline:
 
     def close(self) -> None:
         self.guest.remove_listener(self._listener)
-        self._clients.clear()
+        for c in list(self._clients):
+            c.detach()
+        if self._stream_timer is not None:
+            self._stream_timer.cancel()
+            self._stream_timer = None
 
     @property
     def clients(self) -> tuple[DisplayClient, ...]:
@@ -210,19 +311,25 @@ class DisplayPipeline:
         """The framebuffer as of the latest frame (what the clients are brought to)."""
         return self._shot
 
+    @property
+    def active_stream(self) -> VideoStream | None:
+        return self._stream
+
     # -- guest events
     def _set_geometry(self) -> None:
         fb = self.guest.framebuffer
         self._shot = np.array(fb, dtype=np.uint8, copy=True)
         h, w = fb.shape[:2]
         self.grid = CellGrid(w, h, self.cell)
+        self._detector = VideoDetector(self.grid)
+        self._stream = None
         self._encoded.clear()
 
     def _on_resize(self, width: int, height: int) -> None:
         self._set_geometry()
         for c in self._clients:
             c._reset()
-            c._wakeup()
+            c._notify()
 
     def _on_frame(self, frame: Frame) -> None:
         fb = self.guest.framebuffer
@@ -230,7 +337,7 @@ class DisplayPipeline:
             self.serial = frame.serial
             self._on_resize(fb.shape[1], fb.shape[0])
             return
-        events, touched = self._events(frame, fb)
+        events, touched, changed = self._events(frame, fb)
         for r in touched:
             self._shot[r.top:r.bottom, r.left:r.right] = fb[r.top:r.bottom, r.left:r.right]
         self.serial = frame.serial
@@ -238,29 +345,32 @@ class DisplayPipeline:
         self._encoded.clear()
         if not events:
             return
+        if self.streams and any(c.streams_allowed for c in self._clients):
+            self._video(changed, frame.serial, time.monotonic())
         for c in list(self._clients):
             c._absorb(events)
             if c.pending:
-                c._wakeup()
+                c._notify()
 
-    def _events(self, frame: Frame, fb: np.ndarray) -> tuple[list[tuple], list[Rect]]:
-        """Normalise a frame's ops (clipped) into absorb events plus the rectangles it touched."""
+    def _events(self, frame: Frame, fb: np.ndarray) -> tuple[list[tuple], list[Rect], np.ndarray]:
+        """Normalise a frame's ops (clipped) into absorb events, the rectangles it touched and the
+        mask of cells it changed."""
         grid = self.grid
         touched: list[Rect] = []
         events: list[tuple] = []
+        changed = grid.new_mask()
         damage_only = all(isinstance(op, Damage) for op in frame.ops)
         if damage_only and self.refine:
-            mask = grid.new_mask()
             for op in frame.ops:
                 r = grid.clip(op.rect)
                 if r.is_empty():
                     continue
                 ys, xs = grid.outer(r)
-                self._refine_into(mask, fb, ys, xs)
+                self._refine_into(changed, fb, ys, xs)
                 touched.append(r)
-            if mask.any():
-                events.append(("mask", mask))
-            return events, touched
+            if changed.any():
+                events.append(("mask", changed))
+            return events, touched, changed
         for op in frame.ops:
             if isinstance(op, Damage):
                 r = grid.clip(op.rect)
@@ -277,7 +387,9 @@ class DisplayPipeline:
                 if not src.is_empty():
                     events.append(("copy", src, dest))
                     touched.append(dest)
-        return events, touched
+        for r in touched:
+            changed[grid.outer(r)] = True
+        return events, touched, changed
 
     def _refine_into(self, mask: np.ndarray, fb: np.ndarray, ys: slice, xs: slice) -> None:
         """Mark only the cells in the given cell range whose pixels really changed since the last frame."""
@@ -303,6 +415,75 @@ class DisplayPipeline:
     def _detach(self, client: DisplayClient) -> None:
         if client in self._clients:
             self._clients.remove(client)
+
+    # -- video streams
+    def _video(self, changed: np.ndarray, serial: int, now: float) -> None:
+        hot = self._detector.update(changed, now)
+        s = self._stream
+        if s is not None:
+            if changed[s.cells].any():
+                s.frame_serial, s.frame_time, s.last_change = serial, now, now
+            if hot is not None and overlap(hot, s.rect) < 0.6:
+                self._end_stream()
+                s = None
+        if s is None and hot is not None:
+            if looks_photographic(self._shot[hot.top:hot.bottom, hot.left:hot.right]):
+                self._start_stream(hot, serial, now)
+
+    def _start_stream(self, rect: Rect, serial: int, now: float) -> None:
+        s = VideoStream(next(self._stream_ids) % MAX_STREAMS, rect, self.grid.outer(rect), serial, now, now)
+        self._stream = s
+        self.stats.streams += 1
+        for c in self._clients:
+            if c.streams_allowed and not c._full:
+                c._join(s)
+        self._arm_stream_timer()
+
+    def _end_stream(self) -> None:
+        s, self._stream = self._stream, None
+        if s is None:
+            return
+        for c in self._clients:
+            if c._stream is s:
+                c._leave(s)
+                c._notify()
+
+    def _arm_stream_timer(self) -> None:
+        if self._stream_timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._stream_timer = loop.call_later(self.stream_idle / 2, self._stream_tick)
+
+    def _stream_tick(self) -> None:
+        self._stream_timer = None
+        self.check_stream(time.monotonic())
+        if self._stream is not None:
+            self._arm_stream_timer()
+
+    def check_stream(self, now: float) -> None:
+        """End the video stream if its area has been still for ``stream_idle`` seconds."""
+        s = self._stream
+        if s is not None and now - s.last_change > self.stream_idle:
+            self._end_stream()
+
+    def stream_frame(self, s: VideoStream) -> StreamData:
+        """The latest frame of ``s`` as one JPEG (encoded once per frame, shared)."""
+        key = ("stream", s.id, s.frame_serial)
+        cmd = self._encoded.get(key)
+        if cmd is None:
+            t0 = time.process_time()
+            r = s.rect
+            data = images.jpeg_bytes(self._shot[r.top:r.bottom, r.left:r.right], STREAM_QUALITY)
+            self.stats.encode_seconds += time.process_time() - t0
+            self.stats.stream_frames += 1
+            cmd = StreamData(s.id, r, data, s.frame_time)
+            self._encoded[key] = cmd
+        else:
+            self.stats.shared += 1
+        return cmd  # type: ignore[return-value]
 
     # -- encoding
     def bands(self, r: Rect) -> list[Rect]:

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
+import simplejpeg
 
-from spice.display.commands import CopyBits, DrawCommand, DrawCopy, DrawFill, InvalList, Resize
+from spice.display.commands import (
+    CopyBits,
+    DrawCommand,
+    DrawCopy,
+    DrawFill,
+    InvalList,
+    Resize,
+    StreamCreate,
+    StreamData,
+    StreamDestroy,
+)
 from spice.display.decode import decode_image
 
 
@@ -14,6 +25,8 @@ class ShadowCanvas:
     def __init__(self, width: int, height: int) -> None:
         self.pixels = np.zeros((height, width, 4), np.uint8)
         self.cache: dict[int, np.ndarray] = {}
+        self.streams: dict[int, tuple] = {}
+        self.stream_frames = 0
 
     def apply(self, cmds: list[DrawCommand]) -> None:
         for cmd in cmds:
@@ -37,6 +50,19 @@ class ShadowCanvas:
                 self.pixels[r.top:r.bottom, r.left:r.right] = src
             elif isinstance(cmd, Resize):
                 self.pixels = np.zeros((cmd.height, cmd.width, 4), np.uint8)
+            elif isinstance(cmd, StreamCreate):
+                if cmd.stream_id in self.streams:
+                    raise AssertionError(f"stream {cmd.stream_id} created twice")
+                self.streams[cmd.stream_id] = cmd.rect
+            elif isinstance(cmd, StreamData):
+                r = self.streams[cmd.stream_id]
+                if r != cmd.rect:
+                    raise AssertionError("stream frame for another rectangle")
+                img = simplejpeg.decode_jpeg(cmd.data, colorspace="BGRX")
+                self.pixels[r.top:r.bottom, r.left:r.right] = img[:r.height, :r.width]
+                self.stream_frames += 1
+            elif isinstance(cmd, StreamDestroy):
+                del self.streams[cmd.stream_id]
             elif isinstance(cmd, InvalList):
                 for i in cmd.ids:
                     self.cache.pop(i, None)

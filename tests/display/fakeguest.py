@@ -49,6 +49,10 @@ class FakeGuest(Guest):
         elif kind == "ui":
             colours = self.rng.integers(0, 256, (3, 3), dtype=np.uint8)
             v[..., :3] = colours[self.rng.integers(0, 3, v.shape[:2])]
+        elif kind == "text":  # background with sparse "ink"
+            bg, ink = self.rng.integers(0, 256, (2, 3), dtype=np.uint8)
+            v[..., :3] = bg
+            v[self.rng.random(v.shape[:2]) < 0.15, :3] = ink
         else:
             v[..., :3] = self.rng.integers(0, 256, 3, dtype=np.uint8)
         self._ops.append(Damage(report or r))

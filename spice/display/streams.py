@@ -1,0 +1,64 @@
+"""Video-region detection: screen areas that change on most frames become MJPEG streams."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from spice.display.region import CellGrid
+from spice.guests.base import Rect
+
+MAX_STREAMS = 64  # SPICE stream ids are 0..63
+
+
+@dataclass
+class VideoStream:
+    id: int
+    rect: Rect  # cell-aligned (clipped to the screen)
+    cells: tuple[slice, slice]
+    frame_serial: int  # last frame that changed the area
+    frame_time: float
+    last_change: float
+
+
+def looks_photographic(px: np.ndarray) -> bool:
+    """True for content with few flat runs (video, photos) rather than text or UI."""
+    v = px[::2].view(np.uint32)[..., 0] & np.uint32(0x00FFFFFF)
+    if v.shape[1] < 2:
+        return False
+    return float((v[:, 1:] == v[:, :-1]).mean()) < 0.5
+
+
+def overlap(a: Rect, b: Rect) -> float:
+    """Intersection over union of two rectangles."""
+    i = a.intersect(b)
+    inter = i.area if not i.is_empty() else 0
+    union = a.area + b.area - inter
+    return inter / union if union else 0.0
+
+
+class VideoDetector:
+    """Per-cell change counters: a cell is hot after ``min_hits`` changes less than ``interval`` apart."""
+
+    def __init__(self, grid: CellGrid, *, min_hits: int = 10, interval: float = 0.25,
+                 min_size: int = 64) -> None:
+        self.grid = grid
+        self.min_hits, self.interval, self.min_size = min_hits, interval, min_size
+        self.hits = np.zeros(grid.shape, np.uint16)
+        self.last = np.full(grid.shape, -1e9)
+
+    def update(self, changed: np.ndarray, now: float) -> Rect | None:
+        """Account one frame's changed cells; return the bounding box of the hot cells, if big enough."""
+        recent = (now - self.last) < self.interval
+        self.hits = np.where(changed, np.where(recent, np.minimum(self.hits + 1, 60000), 1), self.hits)
+        self.last[changed] = now
+        hot = (self.hits >= self.min_hits) & ((now - self.last) < self.interval)
+        if not hot.any():
+            return None
+        rows = np.flatnonzero(hot.any(axis=1))
+        cols = np.flatnonzero(hot.any(axis=0))
+        r = self.grid.cell_rect(int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+        if r.width < self.min_size or r.height < self.min_size:
+            return None
+        return r

@@ -1,0 +1,101 @@
+"""Video areas become MJPEG streams for lossy clients; stills and lossless clients stay exact."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from fakeguest import FakeGuest
+
+from spice.display.caps import ImageCaps
+from spice.display.commands import StreamCreate, StreamData, StreamDestroy
+from spice.display.pipeline import DisplayPipeline
+from spice.display.shadow import ShadowCanvas, visible
+from spice.guests.base import Rect
+
+GTK = {0, 1, 2, 3, 4, 5, 7, 8, 9}
+VIDEO = Rect(21, 13, 21 + 160, 13 + 120)
+
+
+def video_frame(g: FakeGuest, t: int) -> None:
+    yy, xx = np.mgrid[0:VIDEO.height, 0:VIDEO.width]
+    v = g.fb[VIDEO.top:VIDEO.bottom, VIDEO.left:VIDEO.right]
+    v[..., 0] = (xx + 3 * t) % 256
+    v[..., 1] = (yy * 2 + t) % 256
+    v[..., 2] = (xx + yy + 5 * t) % 256
+    g.report(VIDEO)
+
+
+def test_video_area_streams_to_lossy_clients_only_then_lossless_refresh():
+    g = FakeGuest(256, 192, 7)
+    p = DisplayPipeline(g)
+    lossy = p.attach(ImageCaps.from_caps({3}, GTK, "spice-gtk", lossy=True), lambda: None)
+    exact = p.attach(ImageCaps.from_caps({3}, GTK, "spice-gtk"), lambda: None)
+    ls, es = ShadowCanvas(256, 192), ShadowCanvas(256, 192)
+    ls.apply(lossy.take())
+    es.apply(exact.take())
+    seen = []
+    for t in range(30):
+        video_frame(g, t)
+        if t % 5 == 0:
+            g.damage(Rect(200, 150, 230, 170), "ui")  # other, lossless activity
+        g.finish()
+        cmds = lossy.take()
+        seen += [type(c) for c in cmds]
+        ls.apply(cmds)
+        ec = exact.take()
+        assert not any(isinstance(c, (StreamCreate, StreamData)) for c in ec)
+        es.apply(ec)
+        assert np.array_equal(es.bgr(), visible(g.fb))
+        s = p.active_stream
+        outside = np.ones((192, 256), bool)
+        if s is not None:
+            outside[s.rect.top:s.rect.bottom, s.rect.left:s.rect.right] = False
+        assert np.array_equal(ls.bgr()[outside], visible(g.fb)[outside])
+    s = p.active_stream
+    assert s is not None and s.rect.intersect(VIDEO) == VIDEO and s.rect.area < 2 * VIDEO.area
+    assert seen.count(StreamCreate) == 1 and seen.count(StreamData) >= 15
+    inside = ls.pixels[VIDEO.top:VIDEO.bottom, VIDEO.left:VIDEO.right, :3].astype(int)
+    truth = g.fb[VIDEO.top:VIDEO.bottom, VIDEO.left:VIDEO.right, :3].astype(int)
+    assert np.abs(inside - truth).mean() < 8  # lossy but close
+    # the video stops: after the idle time the stream ends and the area is redrawn losslessly
+    p.check_stream(time.monotonic() + 5)
+    assert p.active_stream is None and lossy.pending
+    cmds = lossy.take()
+    assert isinstance(cmds[0], StreamDestroy)
+    ls.apply(cmds)
+    assert np.array_equal(ls.bgr(), visible(g.fb)) and not ls.streams
+
+
+def test_ui_changes_do_not_stream():
+    g = FakeGuest(256, 192, 8)
+    p = DisplayPipeline(g)
+    c = p.attach(ImageCaps.from_caps({3}, GTK, "spice-gtk", lossy=True), lambda: None)
+    c.take()
+    for _ in range(30):
+        g.damage(VIDEO, "text")  # text-like: mostly flat runs
+        g.finish()
+        assert not any(isinstance(x, StreamCreate) for x in c.take())
+    assert p.stats.streams == 0
+
+
+def test_fps_cap_merges_frames():
+    import asyncio
+
+    async def run() -> tuple[int, int]:
+        g = FakeGuest(64, 48)
+        p = DisplayPipeline(g, max_fps=10)
+        takes = []
+        c = p.attach(ImageCaps.from_caps({3}, GTK, "spice-gtk"), lambda: takes.append(c.take()))
+        c.take()
+        for _ in range(20):  # 20 frames in ~0.2 s
+            g.damage(g.rand_rect(), "noise")
+            g.finish()
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.15)
+        shadow_ok = not c.pending
+        p.close()
+        return len(takes), shadow_ok
+
+    n, drained = asyncio.run(run())
+    assert 1 <= n <= 4 and drained
