@@ -354,8 +354,11 @@ async def test_random_input_keeps_damage_exact():
                 if rnd.random() < 0.5:
                     g.flush()
             g.pointer_button(MouseButton.LEFT, False, 0)
-        elif k < 0.9:
+        elif k < 0.88:
             g.pointer_button(rnd.choice([MouseButton.UP, MouseButton.DOWN]), True, 0)
+        elif k < 0.9:
+            for win in rnd.sample([g.panel, g.terminal], rnd.randint(1, 2)):
+                g.desktop.move(win, rnd.randrange(800), rnd.randrange(600))
         elif k < 0.95:
             g.set_usb_devices([f"device {i}" for i in range(rnd.randint(0, 8))])
         else:
@@ -372,3 +375,17 @@ async def test_random_input_keeps_damage_exact():
     assert len(s.frames) > 100
     composed = g.desktop.compose(Rect(0, 0, 800, 600))
     assert np.array_equal(composed, g.framebuffer)
+
+
+async def test_two_windows_moving_in_one_frame():
+    g = BuiltinGuest(1600, 900, clock=lambda: FROZEN)
+    s = Shadow(g)
+    p, t, d = g.panel, g.terminal, g.desktop
+    d.move(t, 200, t.y)
+    d.move(p, 1100, 300)  # over the terminal's right edge
+    g.flush()
+    d.move(t, 100, t.y)  # uncovers a strip under the panel's old place ...
+    d.move(p, 1250, 300)  # ... while the panel moves clear of the terminal
+    g.flush()
+    s.check()
+    assert np.array_equal(d.compose(Rect(0, 0, *g.size)), g.framebuffer)

@@ -166,9 +166,9 @@ class Desktop:
     # -- rendering
     def render(self) -> None:
         """Bring the framebuffer up to date with all windows; ops accumulate in :attr:`surface`."""
-        for win in list(self.windows):
-            if (win.x, win.y) != self._shown[id(win)]:
-                self._apply_move(win)
+        moved = [w for w in self.windows if (w.x, w.y) != self._shown[id(w)]]
+        for win in moved:  # with several movers a copy's source may already be repainted: expose instead
+            self._apply_move(win, copy=len(moved) == 1)
         for win in list(self.windows):
             win.sync()
         exposed, self._exposed = self._exposed, []
@@ -179,10 +179,10 @@ class Desktop:
         for r in exposed:
             self.repaint(r)
 
-    def _apply_move(self, win: Window) -> None:
+    def _apply_move(self, win: Window, copy: bool = True) -> None:
         old, new = self._shown_rect(win), win.rect
         self._shown[id(win)] = (win.x, win.y)
-        if not self._obscured(win, old.union(new)) and old.intersect(self.bounds) == old \
+        if copy and not self._obscured(win, old.union(new)) and old.intersect(self.bounds) == old \
                 and new.intersect(self.bounds) == new:
             self.surface.copy(old, new.left, new.top)
         else:
