@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 
@@ -105,3 +106,47 @@ async def test_keyboard_key_reaches_guest(need_qemu):
         if session is not None:
             await asyncio.wait_for(session, 15)
         await guest.stop()
+
+
+async def test_storage_share_spice_to_qemu(tmp_path, need_qemu):
+    """`aiospice usb share spice://` against QEMU's own SPICE server (libspice-server)."""
+    payload = os.urandom(1 << 20)
+    img = str(tmp_path / "stick.img")
+    make_fat_image(img, 16, {"DATA.BIN": payload})
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret")
+    port = free_port()
+    guest = QemuGuest(["-object", f"secret,id=s0,file={secret}",
+                       "-spice", f"port={port},addr=127.0.0.1,password-secret=s0",
+                       "-chardev", "spicevmc,name=usbredir,id=ur0",
+                       "-device", "usb-redir,chardev=ur0,id=redir0,bus=ehci.0"])
+    share = None
+    try:
+        await guest.start()
+        # wrong password: refused, clear message, exit code 1
+        bad = await start_share(f"spice://127.0.0.1:{port}", "--password", "wrong", "--storage", img)
+        out, _ = await asyncio.wait_for(bad.communicate(), 30)
+        assert bad.returncode == 1 and b"PERMISSION_DENIED" in out, out
+        env_share = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "spice.cli", "usb", "share", f"spice://127.0.0.1:{port}", "--storage", img,
+            cwd=ROOT, env={**os.environ, "AIOSPICE_PASSWORD": "s3cret"},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        share = env_share
+        await guest.wait_for_command("test -b /dev/sda", timeout=60)
+        await guest.check("mount -t vfat /dev/sda /mnt")
+        assert (await guest.check("sha256sum /mnt/DATA.BIN")).split()[0] == sha256(payload)
+        await guest.check("echo written-through-spice > /mnt/SPICE.TXT")
+        await guest.check("dd if=/dev/zero of=/mnt/ZERO.BIN bs=65536 count=8 2>/dev/null && umount /mnt")
+        rc, log = await stop_share(share)
+        assert rc == 0, log
+        assert "usbredir channel 0 linked (lz4 on)" in log, log
+        sent_lz4, got_lz4 = map(int, re.search(r"sent \d+ data \+ (\d+) lz4, received \d+ data \+ (\d+) lz4", log).groups())
+        assert sent_lz4 > 0 and got_lz4 > 0, log  # LZ4 COMPRESSED_DATA used both ways
+        await guest.wait_for_command("! test -b /dev/sda", timeout=30)
+    finally:
+        if share is not None and share.returncode is None:
+            share.kill()
+            await share.wait()
+        await guest.stop()
+    assert fsck_clean(img)[0]
+    assert fat_read(img, "SPICE.TXT") == b"written-through-spice\n"
