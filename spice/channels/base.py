@@ -44,6 +44,12 @@ class Channel:
         return [0]
 
     @classmethod
+    def offered_to(cls, profile: str) -> bool:
+        """Whether CHANNELS_LIST shows this type to a client of ``profile`` (e.g. hide usbredir
+        from spice-html5, which would open it and log every message as unimplemented)."""
+        return True
+
+    @classmethod
     def server_caps(cls, server: SpiceServer) -> frozenset[int]:
         """Channel caps announced in the link reply."""
         return frozenset()

@@ -8,11 +8,17 @@ COPY_BITS / SURFACE_* / INVAL_LIST and pulls new ones only while the ACK window 
 from __future__ import annotations
 
 import struct
+import time
 from collections import deque
 from typing import Any
 
 from spice.display.caps import ImageCaps
 from spice.display.commands import CopyBits, DrawCopy, DrawFill, InvalList, Resize
+
+try:  # video streams (MJPEG) arrived later in spice.display; tolerate older trees
+    from spice.display.commands import StreamCreate, StreamData, StreamDestroy
+except ImportError:  # pragma: no cover
+    StreamCreate = StreamData = StreamDestroy = ()
 from spice.proto import display as pd
 from spice.proto.display import DisplayCap, DisplayMsg, DisplayMsgc
 from spice.proto.enums import ChannelType
@@ -22,6 +28,8 @@ from spice.server.session import client_profile
 from .base import Channel, ChannelError, log
 
 INVAL_ENTRY = struct.Struct("<BQ")
+#: stream frames are stamped this far ahead of the client's multimedia clock (spice.md §5.8)
+STREAM_DELAY_MS = 30
 
 
 class DisplayChannel(Channel):
@@ -107,6 +115,15 @@ class DisplayChannel(Channel):
             self._create_surface(cmd.width, cmd.height, destroy=True)
             if not self.queue or self.queue[-1] is not None:
                 self.queue.append(None)
+        elif isinstance(cmd, StreamData):
+            mm = int(max(cmd.timestamp, time.monotonic()) * 1000) + STREAM_DELAY_MS
+            self.send(DisplayMsg.STREAM_DATA, pd.build_stream_data(cmd.stream_id, mm, cmd.data))
+        elif isinstance(cmd, StreamCreate):
+            r = cmd.rect
+            self.send(DisplayMsg.STREAM_CREATE, pd.build_stream_create(cmd.stream_id, r.left, r.top, r.right,
+                                                                       r.bottom))
+        elif isinstance(cmd, StreamDestroy):
+            self.send(DisplayMsg.STREAM_DESTROY, struct.pack("<I", cmd.stream_id))
         elif isinstance(cmd, InvalList):
             body = struct.pack("<H", len(cmd.ids)) + b"".join(INVAL_ENTRY.pack(1, i) for i in cmd.ids)
             self.send(DisplayMsg.INVAL_LIST, body)

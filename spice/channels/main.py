@@ -38,7 +38,7 @@ class MainChannel(Channel):
     def on_message(self, msg: Message) -> None:
         t = msg.type
         if t == MainMsgc.ATTACH_CHANNELS:
-            self.send(MainMsg.CHANNELS_LIST, pm.build_channels_list(self.server.channel_list()))
+            self.send(MainMsg.CHANNELS_LIST, pm.build_channels_list(self.server.channel_list(self.conn.profile)))
         elif t == MainMsgc.MOUSE_MODE_REQUEST:
             self.check_size(msg, 2)
             (mode,) = pm.U16.unpack_from(msg.body)

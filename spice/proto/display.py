@@ -103,12 +103,24 @@ ImageDescriptor = c.Struct("id" / c.Int64ul, "type" / c.Int8ul, "flags" / c.Int8
 BitmapData = c.Struct("format" / c.Int8ul, "flags" / c.Int8ul, "x" / c.Int32ul, "y" / c.Int32ul,
                       "stride" / c.Int32ul, "palette" / c.Int32ul)
 
+StreamCreate = c.Struct("surface_id" / c.Int32ul, "id" / c.Int32ul, "flags" / c.Int8ul, "codec_type" / c.Int8ul,
+                        "stamp" / c.Int64ul, "stream_width" / c.Int32ul, "stream_height" / c.Int32ul,
+                        "src_width" / c.Int32ul, "src_height" / c.Int32ul, "dest" / Rect,
+                        "clip_type" / c.Const(0, c.Int8ul))
+StreamData = c.Struct("id" / c.Int32ul, "multi_media_time" / c.Int32ul,
+                      "data" / c.Prefixed(c.Int32ul, c.GreedyBytes))
+
+STREAM_TOP_DOWN = 1
+CODEC_MJPEG = 1
+
 # precompiled layouts (must match the declarations above; checked in the tests)
 DRAW_COPY = struct.Struct("<IiiiiBIiiiiHBBiiI")
 DRAW_FILL = struct.Struct("<IiiiiBBIHBiiI")
 COPY_BITS = struct.Struct("<IiiiiBii")
 IMAGE_DESCRIPTOR = struct.Struct("<QBBII")
 BITMAP_DATA = struct.Struct("<BBIIII")
+STREAM_CREATE = struct.Struct("<IIBBQIIIIiiiiB")
+STREAM_DATA = struct.Struct("<III")
 DRAW_COPY_IMAGE_OFFSET = DRAW_COPY.size  # 57: the image follows the fixed part
 
 
@@ -127,6 +139,17 @@ def build_draw_fill(left: int, top: int, right: int, bottom: int, bgrx: int, sur
 def build_copy_bits(src_x: int, src_y: int, left: int, top: int, right: int, bottom: int,
                     surface_id: int = 0) -> bytes:
     return COPY_BITS.pack(surface_id, top, left, bottom, right, 0, src_x, src_y)
+
+
+def build_stream_create(stream_id: int, left: int, top: int, right: int, bottom: int,
+                        codec: int = CODEC_MJPEG) -> bytes:
+    """STREAM_CREATE on surface 0: top-down frames of the dest size, clip NONE."""
+    w, h = right - left, bottom - top
+    return STREAM_CREATE.pack(0, stream_id, STREAM_TOP_DOWN, codec, 0, w, h, w, h, top, left, bottom, right, 0)
+
+
+def build_stream_data(stream_id: int, mm_time: int, data: bytes) -> bytes:
+    return STREAM_DATA.pack(stream_id, mm_time & 0xFFFFFFFF, len(data)) + data
 
 
 def build_surface_create(width: int, height: int, surface_id: int = 0) -> bytes:

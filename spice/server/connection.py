@@ -71,6 +71,9 @@ class ChannelConnection:
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer)
         self.secure = writer.get_extra_info("ssl_object") is not None or transport in ("wss",)
+        if transport is None and writer.get_extra_info("websocket"):
+            transport = "wss" if self.secure else "websocket"
+        #: ``tcp``, ``tls``, ``websocket`` or ``wss`` (WebSocket writers answer get_extra_info("websocket"))
         self.transport = transport or ("tls" if self.secure else "tcp")
         self.protocol: ChannelProtocol = ChannelProtocol(True)
         self.channel: Channel | None = None
@@ -84,6 +87,17 @@ class ChannelConnection:
         self._counted_in = self._counted_out = 0
         self._msgs_in = self._msgs_out = 0
         self._initial = b""
+
+    @property
+    def profile(self) -> str:
+        """``spice-gtk``, ``spice-html5`` or ``web`` (our browser client), from transport and caps."""
+        from .session import client_profile
+
+        req = self.request
+        if req is None:
+            return client_profile(frozenset(), None, self.transport)
+        display_caps = req.channel_caps if req.channel_type == ChannelType.DISPLAY else None
+        return client_profile(req.common_caps, display_caps, self.transport)
 
     @property
     def name(self) -> str:

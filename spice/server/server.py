@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from spice.guests.base import Guest
-from spice.proto.enums import ChannelType, LinkError
+from spice.proto.enums import ChannelType, LinkError, NotifySeverity, NotifyVisibility
 from spice.proto.link import ServerKey, TicketAuth
 
 from .config import ServerConfig
@@ -47,6 +47,7 @@ class SpiceServer:
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task] = set()
         self._pipeline: Any = None
+        self.stats.pipeline = lambda: getattr(self._pipeline, "stats", None)
         self.ports: dict[str, int] = {}
 
     # -- display pipeline shared by all display channels (messages encoded once, fanned out)
@@ -118,6 +119,7 @@ class SpiceServer:
         """Stop listening, say DISCONNECTING on every channel, close every client, stop the guest."""
         for srv in self._servers:
             srv.close()
+        self.notify_all("server shutting down", severity=NotifySeverity.WARN)
         for conn in list(self.connections):
             conn.close("server shutting down", disconnecting=int(reason))
         for srv in self._servers:
@@ -132,7 +134,15 @@ class SpiceServer:
             self._pipeline.close()
         await self.guest.stop()
 
-    def channel_list(self) -> list[tuple[int, int]]:
+    def notify_all(self, text: str, severity: int = NotifySeverity.INFO) -> None:
+        """Send a NOTIFY (high visibility) on every main channel."""
+        for conn in list(self.connections):
+            ch = conn.channel
+            if ch is not None and ch.channel_type == ChannelType.MAIN:
+                conn.protocol.notify(text, severity, NotifyVisibility.HIGH)
+                conn.wakeup()
+
+    def channel_list(self, profile: str | None = None) -> list[tuple[int, int]]:
         """(type, id) of every channel offered in CHANNELS_LIST, from the channel registry."""
         from spice.channels.registry import channel_class, channel_types
 
@@ -141,7 +151,7 @@ class SpiceServer:
             if t == ChannelType.MAIN:
                 continue
             cls = channel_class(t)
-            if cls is not None:
+            if cls is not None and (profile is None or cls.offered_to(profile)):
                 out += [(t, i) for i in cls.channel_ids(self)]
         return out
 

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from spice.guests.base import CursorShape, CursorState, Damage, Fill, Frame, Guest, Rect
+from spice.guests.base import CopyRect, CursorShape, CursorState, Damage, Fill, Frame, Guest, Rect
 
 
 class PaintGuest(Guest):
@@ -48,6 +48,20 @@ class PaintGuest(Guest):
         self.fb[rect.top:rect.bottom, rect.left:rect.right, :3] = rng.integers(
             0, 256, (rect.height, rect.width, 3), dtype=np.uint8)
         self._frame([Damage(rect)])
+
+    def copy(self, src: Rect, dx: int, dy: int) -> None:
+        """Move the pixels of ``src`` to top-left (dx, dy), like a scroll."""
+        self.fb[dy:dy + src.height, dx:dx + src.width] = self.fb[src.top:src.bottom, src.left:src.right].copy()
+        self._frame([CopyRect(src, dx, dy)])
+
+    def resize(self, width: int, height: int) -> None:
+        fb = np.zeros((height, width, 4), np.uint8)
+        fb[..., 1] = 200
+        self.fb = fb
+        for lst in list(self._listeners):
+            if lst.on_resize:
+                lst.on_resize(width, height)
+        self._frame([Damage(Rect(0, 0, width, height))])
 
     def _frame(self, ops) -> None:
         self.serial += 1

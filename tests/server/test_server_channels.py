@@ -175,3 +175,84 @@ async def test_closing_main_closes_session(server):
             break
         await asyncio.sleep(0.02)
     assert len(server.sessions) == 0 and server.stats.sessions_open == 0
+
+
+async def display_client(srv, caps, session_id=None):
+    if session_id is None:
+        _main, init = await open_session(srv)
+        session_id = init.session_id
+    disp = await TestChannel.connect(srv.ports["plain"], ChannelType.DISPLAY, connection_id=session_id,
+                                     channel_caps=caps)
+    disp.send(DisplayMsgc.INIT, DISPLAY_INIT)
+    await disp.wait_for(DisplayMsg.MARK)
+    return disp
+
+
+def image_types(ch: TestChannel) -> set[int]:
+    return {m.body[57 + 8] for m in ch.messages if m.type == DisplayMsg.DRAW_COPY}
+
+
+async def sync_canvas(ch: TestChannel, canvas: Canvas, guest: PaintGuest) -> bool:
+    for _ in range(40):
+        for m in ch.messages:
+            canvas.apply(m)
+        ch.messages.clear()
+        if np.array_equal(canvas.fb[..., :3], guest.fb[..., :3]):
+            return True
+        await ch.pump(0.2)
+    return False
+
+
+async def test_image_type_per_client_caps_and_fill_copybits(server):
+    guest: PaintGuest = server.guest
+    _main, init = await open_session(server)
+    lz4 = await display_client(server, {DisplayCap.MONITORS_CONFIG, DisplayCap.LZ4_COMPRESSION}, init.session_id)
+    plain = await display_client(server, set(), init.session_id)
+    assert image_types(lz4) == {109} and image_types(plain) == {101}  # LZ4 vs LZ_RGB
+    assert DisplayMsg.MONITORS_CONFIG not in [m.type for m in plain.messages]  # client without the cap
+    canvases = {id(ch): Canvas(320, 200) for ch in (lz4, plain)}
+    for ch in (lz4, plain):
+        assert await sync_canvas(ch, canvases[id(ch)], guest)
+    guest.fill(Rect(0, 0, 320, 40), 0x00FF8000)
+    guest.copy(Rect(0, 60, 320, 200), 0, 50)  # scroll up by 10 rows
+    for ch in (lz4, plain):
+        seen = []
+        for _ in range(20):
+            await ch.pump(0.2)
+            seen = [m.type for m in ch.messages]
+            if DisplayMsg.COPY_BITS in seen:
+                break
+        assert DisplayMsg.DRAW_FILL in seen and DisplayMsg.COPY_BITS in seen, seen
+        assert await sync_canvas(ch, canvases[id(ch)], guest)
+
+
+async def test_resize_recreates_surface(server):
+    guest: PaintGuest = server.guest
+    disp = await display_client(server, {DisplayCap.MONITORS_CONFIG})
+    disp.messages.clear()
+    guest.resize(200, 100)
+    await disp.wait_for(DisplayMsg.MARK)
+    types = [m.type for m in disp.messages]
+    i = types.index(DisplayMsg.SURFACE_DESTROY)
+    assert types[i + 1:i + 3] == [DisplayMsg.SURFACE_CREATE, DisplayMsg.MONITORS_CONFIG]
+    assert disp.messages[i + 1].body == struct.pack("<5I", 0, 200, 100, 32, 1)
+    canvas = Canvas(200, 100)
+    assert await sync_canvas(disp, canvas, guest)
+
+
+async def test_ping_measures_round_trip():
+    guest = PaintGuest()
+    srv = SpiceServer(guest, ServerConfig(port=0, password="pw", ping_interval=0.05), key=KEY)
+    await srv.start()
+    try:
+        main, _ = await open_session(srv)
+        for _ in range(40):
+            await main.pump(0.05)
+            if srv.stats.channel("main").last_rtt is not None:
+                break
+        rtt = srv.stats.channel("main").last_rtt
+        assert rtt is not None and 0 <= rtt < 5
+        snap = srv.stats.snapshot()
+        assert snap["rtt_seconds"]["main"] == rtt and snap["sessions"] == 1
+    finally:
+        await srv.close()

@@ -16,7 +16,7 @@ from spice_testclient import LinkRefused, TestChannel
 from spice.cli import build_parser
 from spice.proto import main as pm
 from spice.proto.channel import PeerDisconnecting
-from spice.proto.enums import ChannelType, LinkError
+from spice.proto.enums import BaseMsg, ChannelType, LinkError
 from spice.server.commands import config_from_args
 from spice.server.config import ServerConfig, parse_secure_channels
 
@@ -78,6 +78,8 @@ async def test_serve_builtin_and_sigint_closes_clients_cleanly():
         for ch in (main, inp):
             await ch.read_until_closed(10)
             assert any(isinstance(e, PeerDisconnecting) for e in ch.events), (ch.messages, ch.events)
+        notify = [m for m in main.messages if m.type == BaseMsg.NOTIFY]
+        assert notify and b"server shutting down" in notify[0].body
         rc = await asyncio.wait_for(proc.wait(), 20)
         out = (await proc.stdout.read()).decode()
         assert rc == 0 and "stopped" in out
