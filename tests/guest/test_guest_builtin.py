@@ -296,6 +296,12 @@ async def test_usb_device_panel(guest, shadow):
     frames = shadow.take()
     p = guest.panel.rect
     assert frames and all(op.rect.intersect(p) == op.rect for op in Shadow.ops(frames))
+    guest.set_usb_devices([{"port": "1.3", "speed": "high", "id": "0781:5581", "product": "Ultra",
+                            "driver": "storage", "state": "configured", "bytes": 123456, "mounted": True}])
+    await guest.settle()
+    from spice.guests.builtin.panels import format_row
+    row = format_row(guest.panel.rows[0], 50)
+    assert len(row) == 50 and row.startswith("1.3  0781:5581 Ultra ") and row.endswith(" storage mounted 121KB")
     guest.set_usb_devices([f"dev {i}" for i in range(20)])
     guest.set_usb_devices([])
     await guest.settle()

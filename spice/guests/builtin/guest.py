@@ -49,11 +49,11 @@ class BuiltinGuest(Guest):
         if maximise:
             tx, ty, tw, th = 0, TITLE_H, width, height - TITLE_H
         else:
-            tw = max(300, min(width - 388, int(width * 0.62)))
+            tw = max(300, min(width - DevicePanel.WIDTH - 48, int(width * 0.62)))
             th = max(160, min(height - 64, int(height * 0.75)))
             tx, ty, tw, th = 16, TITLE_H + 16, min(tw, width - 16), min(th, height - TITLE_H - 16)
         self.terminal = Terminal(tx, ty, tw, th)
-        self.panel = DevicePanel(max(0, width - 340 - 16), TITLE_H + 16)
+        self.panel = DevicePanel(max(0, width - DevicePanel.WIDTH - 16), TITLE_H + 16)
         self.button = self.panel.button
         self.shell = Shell(self.terminal, self.clock, uptime)
         self.keyboard = Keyboard(self.terminal.key, self._emit_leds, repeat_delay, repeat_rate)
@@ -141,8 +141,8 @@ class BuiltinGuest(Guest):
             await asyncio.sleep(1.0 - time.time() % 1.0 + 0.002)
 
     # -- devices
-    def set_usb_devices(self, rows: list[str]) -> None:
-        """Show ``rows`` (one line per device) in the device panel; empty -> "No USB devices"."""
+    def set_usb_devices(self, rows: list[str | dict]) -> None:
+        """Show ``rows`` (strings, or ``UsbSubsystem.rows()`` dicts) in the device panel; [] -> "No USB devices"."""
         self.panel.set_rows(rows)
 
     # -- keyboard

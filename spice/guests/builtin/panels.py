@@ -65,16 +65,37 @@ class Button:
                self.label, TEXT, face)
 
 
+def _size(n: int) -> str:
+    for unit in ("", "K", "M", "G"):
+        if n < 1024 or unit == "G":
+            return f"{n:.0f}{unit}" if unit == "" or n >= 10 else f"{n:.1f}{unit}"
+        n /= 1024
+    return str(n)
+
+
+def format_row(row: str | dict, cols: int) -> str:
+    """One panel line: a string as is, or a ``UsbSubsystem.rows()`` dict (port, id, product, driver, ...)."""
+    if isinstance(row, str):
+        return row[:cols]
+    right = f"{row.get('driver') or '-'}{' mounted' if row.get('mounted') else ''}"
+    if row.get("bytes"):
+        right += f" {_size(int(row['bytes']))}B"
+    left = f"{row.get('port', '?'):<4} {row.get('id', '????:????')} {row.get('product') or ''}".rstrip()
+    room = max(0, cols - len(right) - 1)
+    return (left[:room].ljust(room) + " " + right)[:cols]
+
+
 class DevicePanel(Window):
     """The "Devices" window: USB device list (filled via :meth:`set_rows`) and a click-me button."""
 
-    MAX_ROWS = 6
+    MAX_ROWS = 7
+    WIDTH = 420
 
     def __init__(self, x: int, y: int) -> None:
         ch = glyphs().cell_h
         self.list_top = TITLE_H + 12 + ch + 6
         bt = self.list_top + self.MAX_ROWS * ch + 14
-        super().__init__("Devices", x, y, 340, bt + 32 + 14, bg=PANEL_BG)
+        super().__init__("Devices", x, y, self.WIDTH, bt + 32 + 14, bg=PANEL_BG)
         self.rows: list[str] = []
         self.button = Button(self, Rect(12, bt, 132, bt + 32), "Click me")
         self.clicks_at = (148, bt + (32 - ch) // 2)
@@ -83,10 +104,10 @@ class DevicePanel(Window):
         self.set_rows([])
         self._draw_button()
 
-    def set_rows(self, rows: list[str]) -> None:
+    def set_rows(self, rows: list[str | dict]) -> None:
         self.rows = list(rows)
         ch, cols = self.font.cell_h, (self.w - 24) // self.font.cell_w
-        shown = self.rows[:self.MAX_ROWS]
+        shown = [format_row(r, cols) for r in self.rows[:self.MAX_ROWS]]
         if len(self.rows) > self.MAX_ROWS:
             shown[-1] = f"(+{len(self.rows) - self.MAX_ROWS + 1} more)"
         lines = shown or ["No USB devices"]
