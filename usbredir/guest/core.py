@@ -183,6 +183,7 @@ class UsbCore:
                         retry: Callable | None = None) -> None:
         """Address, describe and configure the device at address 0, then bind a driver."""
         info.speed = speed
+        info.state = "enumerating"
         hcd = self.hcd
         for attempt in range(2):
             try:
@@ -207,9 +208,11 @@ class UsbCore:
                     self._notify("error", info)
                     return
                 await retry()  # port reset again, then one more try
-        info.state = "configured"
         self._notify("add", info)
         await self._bind(info)
+        if info.state == "enumerating":
+            info.state = "configured"
+            self._notify("configured", info)
 
     async def _describe(self, info: UsbDeviceInfo) -> None:
         hcd, dev = self.hcd, info.handle
@@ -242,15 +245,16 @@ class UsbCore:
             await hcd.control(dev, setup(0x00, 9, cfg[5]))
 
     async def _bind(self, info: UsbDeviceInfo) -> None:
+        """First driver whose probe accepts the device; it is published once it has started."""
         for factory in self.drivers:
             drv = factory(self, info)
             if drv is not None:
-                info.driver = drv
                 try:
                     await drv.start()
-                except (UsbError, OSError, ValueError) as exc:
+                except (UsbError, OSError, ValueError, StopIteration) as exc:
                     log.warning("driver %s failed on port %s: %s", getattr(drv, "name", drv), info.port, exc)
                     info.state = f"driver error: {exc}"
+                info.driver = drv
                 self._notify("bound", info)
                 return
 

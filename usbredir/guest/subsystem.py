@@ -138,8 +138,7 @@ class UsbSubsystem:
 
     # --- storage -----------------------------------------------------------------------
     def _on_event(self, what: str, info: UsbDeviceInfo) -> None:
-        if what == "bound" and isinstance(info.driver, MassStorageDriver) and self.automount \
-                and info.state == "configured":
+        if what == "configured" and isinstance(info.driver, MassStorageDriver) and self.automount:
             self._mounts[info.port] = self.core.spawn(self._mount(info))
         elif what == "remove":
             self.volumes.pop(info.port, None)
