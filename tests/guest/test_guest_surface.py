@@ -69,3 +69,20 @@ def test_copy_outside_screen_is_refused():
         pass
     else:
         raise AssertionError("copy leaving the screen accepted")
+
+
+def test_copy_block_matches_a_plain_copy():
+    from spice.guests.builtin.surface import copy_block
+
+    rnd = random.Random(3)
+    for _ in range(300):
+        a = np.random.default_rng(rnd.randrange(1000)).integers(0, 255, (40, 30, 4), dtype=np.uint8)
+        top, left = rnd.randrange(0, 39), rnd.randrange(0, 29)
+        src = Rect(left, top, rnd.randrange(left + 1, 31), rnd.randrange(top + 1, 41))
+        dy = rnd.randrange(-src.top, 40 - src.bottom + 1)
+        dx = rnd.choice([0, 0, rnd.randrange(-src.left, 30 - src.right + 1)])
+        want = a.copy()
+        want[src.top + dy:src.bottom + dy, src.left + dx:src.right + dx] = \
+            a[src.top:src.bottom, src.left:src.right].copy()
+        copy_block(a, src, dx, dy)
+        assert np.array_equal(a, want), (src, dx, dy)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..base import Rect
 from .font import bgrx, fill_value, glyphs
-from .surface import Surface
+from .surface import Surface, copy_block
 from .window import Window
 
 BACKGROUND = 0x2F5D73
@@ -150,8 +150,7 @@ class Desktop:
             win.invalidate(area)
             return
         src = Rect(area.left, area.top + max(0, -dy), area.right, area.bottom - max(0, dy))
-        b = win.buf
-        b[src.top + dy:src.bottom + dy, src.left:src.right] = b[src.top:src.bottom, src.left:src.right]
+        copy_block(win.buf, src, 0, dy)
         for d in list(win.dirty):  # pending buffer changes move with the content
             m = d.intersect(src)
             if not m.is_empty():

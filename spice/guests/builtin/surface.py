@@ -23,6 +23,19 @@ def changed_bbox(old: np.ndarray, new: np.ndarray) -> tuple[int, int, int, int] 
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
+def copy_block(a: np.ndarray, src: Rect, dx: int, dy: int) -> None:
+    """``a[src + (dx, dy)] = a[src]`` in place; vertical moves go in non-overlapping row bands (no temp copy)."""
+    x0, x1 = src.left, src.right
+    if dy == 0 or dx != 0 or abs(dy) >= src.height:
+        a[src.top + dy:src.bottom + dy, x0 + dx:x1 + dx] = a[src.top:src.bottom, x0:x1]
+        return
+    step = abs(dy)
+    starts = range(src.top, src.bottom, step) if dy < 0 else range(src.bottom - step, src.top - step, -step)
+    for y in starts:
+        y0, y1 = max(y, src.top), min(y + step, src.bottom)
+        a[y0 + dy:y1 + dy, x0:x1] = a[y0:y1, x0:x1]
+
+
 class Surface:
     """Owns the ``(h, w, 4)`` BGRX framebuffer (modified in place) and records ops against it."""
 
@@ -62,8 +75,7 @@ class Surface:
             return
         if src.intersect(self.bounds) != src or dest.intersect(self.bounds) != dest:
             raise ValueError(f"copy {src} -> {dest} leaves the screen")
-        fb = self.fb
-        fb[dest.top:dest.bottom, dest.left:dest.right] = fb[src.top:src.bottom, src.left:src.right]
+        copy_block(self.fb, src, dest_x - src.left, dest_y - src.top)
         self._ops.append(CopyRect(src, dest_x, dest_y))
         dx, dy = dest_x - src.left, dest_y - src.top
         for d in list(self._damage):

@@ -98,8 +98,14 @@ class Scroll(Workload):
 
     WORDS = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt".split()
 
+    def __init__(self, guest: BuiltinGuest) -> None:
+        super().__init__(guest)
+        self.n = 0
+        for _ in range(guest.terminal.rows):  # start full, so every line scrolls
+            self.step()
+
     def step(self) -> None:
-        n = self.steps
+        n = self.n = self.n + 1
         words = " ".join(self.WORDS[(n * 7 + i) % len(self.WORDS)] for i in range(4 + n % 9))
         self.guest.terminal.write_line(f"{n:08d}  {words}")
 
