@@ -14,6 +14,7 @@ import json
 import logging
 import socket
 from functools import lru_cache
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from websockets.datastructures import Headers
@@ -39,10 +40,13 @@ _static_by_root: dict[str, StaticFiles] = {}
 
 
 def option(server, name: str, default=None):
-    """Read a setting from ``server.config.<name>`` or ``server.<name>`` (A's server object)."""
+    """Read a setting from ``server.config.<name>``, ``server.config.extra[name]`` or ``server.<name>``."""
     cfg = getattr(server, "config", None)
     if cfg is not None and getattr(cfg, name, None) is not None:
         return getattr(cfg, name)
+    extra = getattr(cfg, "extra", None)
+    if isinstance(extra, dict) and extra.get(name) is not None:
+        return extra[name]
     value = getattr(server, name, None)
     return default if value is None else value
 
@@ -215,16 +219,16 @@ def vv_file(server, host_header: str | None, scheme: str) -> Response:
 
 
 def _ca_text(server) -> str | None:
-    for name in ("ca_cert", "ca_file", "tls_ca", "tls_cert", "cert_file", "certfile"):
-        path = option(server, name)
-        if path:
-            try:
-                with open(path, encoding="ascii") as f:
-                    text = f.read()
-            except (OSError, UnicodeDecodeError):
-                continue
-            if "BEGIN CERTIFICATE" in text:
-                return text
+    """PEM of the CA that signed the TLS certificate (``aiospice certs`` writes ca-cert.pem)."""
+    certs = option(server, "certs_dir")
+    candidates = [Path(certs) / "ca-cert.pem", Path(certs) / "server-cert.pem"] if certs else []
+    for path in candidates:
+        try:
+            text = path.read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if "BEGIN CERTIFICATE" in text:
+            return text
     return None
 
 
@@ -248,7 +252,7 @@ async def _websocket(server, proto, request, reader, writer, scheme, spice_handl
         await writer.drain()
         return
     metrics.count_http(101)
-    if spice_handler is None:
+    if spice_handler is None:  # it sees get_extra_info("websocket") and derives "websocket"/"wss"
         from spice.server.connection import handle_spice_stream as spice_handler
     timeout = float(option(server, "ws_first_data_timeout", FIRST_DATA_TIMEOUT))
     stats = WsStats()
