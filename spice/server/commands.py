@@ -52,6 +52,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=_size, default=(1024, 768), help="guest screen size WxH (default 1024x768)")
     p.add_argument("--guest", default="builtin", choices=["builtin"], help="the machine behind the display")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    # (web front door, engineer F) extra page origins whose WebSockets are accepted
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="also accept WebSocket connections from pages of this origin, e.g. http://host:8080 "
+                        "(repeatable; the server's own origin is always accepted)")
     p.set_defaults(func=serve)
 
     c = subparsers.add_parser("certs", help="create a CA and a server certificate for TLS",
@@ -80,9 +84,11 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         password = args.password_file.read_text().splitlines()[0] if args.password_file.read_text() else ""
     if password is None and not args.disable_ticketing:
         password = os.environ.get("AIOSPICE_PASSWORD") or None
-    return ServerConfig(host=args.host, port=None if args.no_plain else args.port, tls_port=args.tls_port,
-                        certs_dir=args.certs, password=password, disable_ticketing=args.disable_ticketing,
-                        password_expires=args.password_expires, secure_channels=args.secure_channels)
+    cfg = ServerConfig(host=args.host, port=None if args.no_plain else args.port, tls_port=args.tls_port,
+                       certs_dir=args.certs, password=password, disable_ticketing=args.disable_ticketing,
+                       password_expires=args.password_expires, secure_channels=args.secure_channels)
+    cfg.extra["allow_origin"] = list(getattr(args, "allow_origin", None) or [])  # read by spice.server.frontdoor
+    return cfg
 
 
 def make_guest(name: str, size: tuple[int, int]):
