@@ -91,7 +91,7 @@ class MassStorageDriver:
         if vol is not None:
             self.volume = None
             try:
-                await vol.unmount()
+                await vol.unmount(gone=self.info.state == "gone")
             except Exception:  # device already gone: nothing to flush to
                 log.info("unmount of vanished %s failed", self.info.port)
 

@@ -36,9 +36,12 @@ class BlockFile(io.RawIOBase):
         self._writable = writable and not drive.read_only
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self.name = f"usb:{drive.info.port}"
+        self.dead = False  # the device went away: every access fails at once
 
-    def _call(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
+    def _call(self, fn, *args):
+        if self.dead or self.loop.is_closed():
+            raise OSError("USB device is gone")
+        return asyncio.run_coroutine_threadsafe(fn(*args), self.loop).result(60)
 
     def readable(self) -> bool:
         return True
@@ -69,7 +72,7 @@ class BlockFile(io.RawIOBase):
                 continue
             n = max(end - lba, READ_AHEAD // self.bs)
             n = min(n, self.drive.blocks - lba)
-            data = self._call(self.drive.read_blocks(lba, n))
+            data = self._call(self.drive.read_blocks, lba, n)
             for i in range(n):
                 self._cache[lba + i] = data[i * self.bs:(i + 1) * self.bs]
             while len(self._cache) * self.bs > CACHE_BYTES:
@@ -111,7 +114,7 @@ class BlockFile(io.RawIOBase):
         else:
             blob = bytearray(len(data))
         blob[off:off + len(data)] = data
-        self._call(self.drive.write_blocks(first, bytes(blob)))
+        self._call(self.drive.write_blocks, first, bytes(blob))
         for i in range(last - first + 1):
             self._cache.pop(first + i, None)
         self.pos += len(data)
@@ -191,12 +194,25 @@ class FatVolume:
     async def makedir(self, path: str) -> None:
         await self._run(self.fs.makedir, path)
 
-    async def unmount(self) -> None:
-        if self.fs is not None:
-            fs, self.fs = self.fs, None
-            await asyncio.to_thread(fs.close)
-            if not self.read_only:
-                await self.file.drive.sync()
+    async def unmount(self, gone: bool = False) -> None:
+        """Flush and close; with ``gone`` (device unplugged) just drop everything."""
+        if self.fs is None:
+            return
+        fs, self.fs = self.fs, None
+        if not gone:
+            try:
+                await self._run(fs.close)
+                if not self.read_only:
+                    await self.file.drive.sync()
+                return
+            except Exception:  # the device vanished while flushing
+                pass
+        self.file.dead = True
+        fs.fs.initialized = False  # so PyFat.__del__ does not try to flush to a dead device
+        try:
+            fs.close()
+        except Exception:  # noqa: BLE001 - nothing left to close properly
+            pass
 
 
 class IsoVolume:
@@ -297,7 +313,7 @@ class IsoVolume:
     async def write(self, path: str, data: bytes) -> None:
         raise OSError("read-only filesystem (ISO 9660)")
 
-    async def unmount(self) -> None:
+    async def unmount(self, gone: bool = False) -> None:
         pass
 
 
