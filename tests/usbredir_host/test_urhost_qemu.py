@@ -150,3 +150,40 @@ async def test_storage_share_spice_to_qemu(tmp_path, need_qemu):
         await guest.stop()
     assert fsck_clean(img)[0]
     assert fat_read(img, "SPICE.TXT") == b"written-through-spice\n"
+
+
+async def test_pyusb_device_via_listen_to_qemu(tmp_path, need_qemu):
+    """A PyusbDevice (pyusb over a virtual-device backend) served with --listen; QEMU connects."""
+    import usb.core
+
+    from usbredir.devices.pyusb_device import PyusbDevice
+    from usbredir.devices.pyusb_virtual import VirtualBackend
+    from usbredir.devices.storage import MassStorage
+    from usbredir.share import StatusLine, share_tcp_listen
+
+    payload = os.urandom(2 << 20)
+    img = str(tmp_path / "stick.img")
+    make_fat_image(img, 16, {"DATA.BIN": payload})
+    stick = MassStorage(img)
+    backend = VirtualBackend(stick, asyncio.get_running_loop())
+    dev = PyusbDevice(await asyncio.to_thread(usb.core.find, backend=backend))
+    port = free_port()
+    stop = asyncio.Event()
+    status = StatusLine(quiet=True)
+    server = asyncio.create_task(share_tcp_listen(dev, "127.0.0.1", port, stop, status))
+    guest = QemuGuest(redir_args(port, server=False))
+    try:
+        await guest.start()
+        await guest.wait_for_command("test -b /dev/sda", timeout=60)
+        await guest.check("mount -t vfat /dev/sda /mnt")
+        assert (await guest.check("sha256sum /mnt/DATA.BIN")).split()[0] == sha256(payload)
+        await guest.check("echo via-pyusb > /mnt/PYUSB.TXT && umount /mnt")
+        assert backend.calls > 50  # the transfers really went through pyusb
+        stop.set()
+        await asyncio.wait_for(server, 20)
+    finally:
+        stop.set()
+        await guest.stop()
+        await stick.close()
+    assert fsck_clean(img)[0]
+    assert fat_read(img, "PYUSB.TXT") == b"via-pyusb\n"
