@@ -199,25 +199,27 @@ class Desktop:
             if not (self.fb.view(np.uint32)[r.top:r.bottom, r.left:r.right, 0] == color).all():
                 self.surface.fill(r, color)
             return
-        self.surface.put(r.left, r.top, self.compose(r))
+        top = self.window_at(r.left, r.top)
+        diff = top is None or getattr(top, "exact_damage", True) or top.rect.intersect(r) != r
+        self.surface.put(r.left, r.top, self.compose(r, copy=False), diff=diff)
 
-    def compose(self, r: Rect) -> np.ndarray:
-        """The composed pixels of screen rect ``r``."""
-        start = 0
+    def compose(self, r: Rect, copy: bool = True) -> np.ndarray:
+        """The composed pixels of screen rect ``r`` (``copy=False``: may be a read-only view)."""
+        start = -1
         for i in range(len(self.windows) - 1, -1, -1):
             if self.windows[i].rect.intersect(r) == r:
                 start = i
                 break
-        else:
-            start = -1
+        above = [w for w in self.windows[start + 1:] if not w.rect.intersect(r).is_empty()]
         if start >= 0:
             w = self.windows[start]
-            out = w.buf[r.top - w.y:r.bottom - w.y, r.left - w.x:r.right - w.x].copy()
+            out = w.buf[r.top - w.y:r.bottom - w.y, r.left - w.x:r.right - w.x]
         else:
-            out = self.background[r.top:r.bottom, r.left:r.right].copy()
-        for w in self.windows[start + 1:]:
+            out = self.background[r.top:r.bottom, r.left:r.right]
+        if copy or above:
+            out = out.copy()
+        for w in above:
             i = w.rect.intersect(r)
-            if not i.is_empty():
-                out[i.top - r.top:i.bottom - r.top, i.left - r.left:i.right - r.left] = \
-                    w.buf[i.top - w.y:i.bottom - w.y, i.left - w.x:i.right - w.x]
+            out[i.top - r.top:i.bottom - r.top, i.left - r.left:i.right - r.left] = \
+                w.buf[i.top - w.y:i.bottom - w.y, i.left - w.x:i.right - w.x]
         return out

@@ -33,6 +33,12 @@ def photo(width: int, height: int, seed: int) -> np.ndarray:
     return img
 
 
+def _bounce(p: int, span: int) -> int:
+    """Triangle wave over ``0..span``."""
+    p %= 2 * span
+    return p if p <= span else 2 * span - p
+
+
 class Workload:
     """Runs as a task after :meth:`BuiltinGuest.start`; ``rate`` steps per second."""
 
@@ -127,7 +133,7 @@ class Video(Workload):
             self.window = Window("Video", max(0, (gw - w) // 2 - 1), max(TITLE_H, (gh - h) // 2 - TITLE_H),
                                  w + 2, h + TITLE_H + 1, bg=0)
         self.area = self.window.client
-        self.diff = size is not None
+        self.window.exact_damage = size is not None  # full screen: every pixel changes, skip the diff
         self.texture: np.ndarray | None = None
         guest.desktop.add(self.window, on_top=size is None)
 
@@ -138,9 +144,7 @@ class Video(Workload):
 
     def step(self) -> None:
         a, m, t = self.area, self.MARGIN, self.steps
-        ox = int(m + (m - 1) * math.sin(t * 0.071))
-        oy = int(m + (m - 1) * math.sin(t * 0.053 + 1.0))
-        ox += t % 2  # never the same offset twice in a row
+        ox, oy = _bounce(3 * t, 2 * m), _bounce(2 * t + m, 2 * m)  # x moves every frame: never a repeat
         frame = self.texture[oy:oy + a.height, ox:ox + a.width]
         self.window.buf[a.top:a.bottom, a.left:a.right] = frame
         self.window.invalidate(a)
