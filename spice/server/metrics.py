@@ -1,15 +1,14 @@
 """``/metrics`` in Prometheus text format (``prometheus-client``).
 
-Two sources: the front door's own counters (HTTP answers, WebSocket connections and frames, refused
-upgrades), kept here, and the SPICE server's statistics (``server.stats``, engineer A's
-``spice/server/stats.py``), read at scrape time by a custom collector.  The collector is duck-typed
-so a missing or partial stats object yields fewer series, never an error.
+Sources: the front door's own counters (HTTP answers, WebSocket connections and frames, refused
+upgrades), kept here; the SPICE server's statistics (``server.stats``, ``spice/server/stats.py``) and
+the display pipeline's ``PipelineStats``, both read at scrape time by a custom collector.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -78,84 +77,123 @@ class FrontDoorCollector:
         yield wbytes
 
 
-def _get(obj, *names, default=None):
-    """First present attribute or mapping key among ``names``."""
-    for n in names:
-        if isinstance(obj, Mapping) and n in obj:
-            return obj[n]
-        if hasattr(obj, n):
-            v = getattr(obj, n)
-            return v() if callable(v) else v
-    return default
+IMAGE_TYPE_NAMES = {0: "BITMAP", 1: "QUIC", 101: "LZ_RGB", 103: "FROM_CACHE", 105: "JPEG", 109: "LZ4"}
 
 
-def _items(obj) -> Iterable[tuple[object, object]]:
-    if obj is None:
-        return ()
-    if isinstance(obj, Mapping):
-        return obj.items()
-    return ()
+def _image_type(t) -> str:
+    try:
+        return IMAGE_TYPE_NAMES.get(int(t), str(int(t)))
+    except (TypeError, ValueError):
+        return str(t)
 
 
 class SpiceStatsCollector:
-    """Reads the SPICE server's statistics object at scrape time."""
+    """Reads the SPICE server's counters (``server.stats``, spice/server/stats.py) and the display
+    pipeline's (``PipelineStats``) at scrape time.  Attributes are read defensively: a missing
+    counter means a missing series, never a failed scrape."""
 
     def __init__(self, server) -> None:
         self.server = server
 
     def collect(self) -> Iterator[Metric]:
         stats = getattr(self.server, "stats", None)
-        if stats is None:
-            return
-        snap = _get(stats, "snapshot", "as_dict", default=None)
-        src = snap if snap is not None else stats
-        sessions = _get(src, "sessions", "sessions_active", default=None)
-        if isinstance(sessions, int | float):
-            yield GaugeMetricFamily("aiospice_sessions", "Active SPICE sessions", value=sessions)
-        total = _get(src, "sessions_total", default=None)
-        if isinstance(total, int | float):
-            yield CounterMetricFamily("aiospice_sessions_opened", "SPICE sessions opened", value=total)
-        chans = _get(src, "channels", "channels_by_type", default=None)
-        if isinstance(chans, Mapping):
-            g = GaugeMetricFamily("aiospice_channels", "Open SPICE channels by type", labels=["type"])
-            for t, n in _items(chans):
-                g.add_metric([str(t)], n)
-            yield g
-        for field, name, doc in (
-            ("bytes_sent", "aiospice_channel_bytes_sent", "Bytes sent per channel type"),
-            ("bytes_received", "aiospice_channel_bytes_received", "Bytes received per channel type"),
-            ("messages_sent", "aiospice_channel_messages_sent", "Messages sent per channel type"),
-            ("messages_received", "aiospice_channel_messages_received", "Messages received per channel type"),
+        if stats is not None:
+            yield from self._server_stats(stats)
+        pipeline = getattr(self.server, "_pipeline", None)  # never create the pipeline for a scrape
+        pstats = getattr(pipeline, "stats", None)
+        if pstats is not None:
+            yield from self._pipeline_stats(pstats)
+
+    def _server_stats(self, st) -> Iterator[Metric]:
+        for attr, name, doc, kind in (
+            ("sessions_open", "aiospice_sessions", "Open SPICE sessions", GaugeMetricFamily),
+            ("sessions_total", "aiospice_sessions_opened", "SPICE sessions opened", CounterMetricFamily),
+            ("connections_open", "aiospice_connections", "Open SPICE channel connections", GaugeMetricFamily),
+            (
+                "connections_refused",
+                "aiospice_connections_refused",
+                "Connections over the limit",
+                CounterMetricFamily,
+            ),
+            ("auth_failures", "aiospice_auth_failures", "Failed ticket authentications", CounterMetricFamily),
         ):
-            per = _get(src, field, default=None)
-            if isinstance(per, Mapping):
-                c = CounterMetricFamily(name, doc, labels=["type"])
-                for t, n in _items(per):
-                    c.add_metric([str(t)], n)
-                yield c
-        frames = _get(src, "frames_by_image_type", "frames", "images", default=None)
-        if isinstance(frames, Mapping):
+            v = getattr(st, attr, None)
+            if isinstance(v, int | float):
+                yield kind(name, doc, value=v)
+        failures = getattr(st, "link_failures", None)
+        if isinstance(failures, Mapping):
+            c = CounterMetricFamily("aiospice_link_failures", "Failed links by reason", labels=["reason"])
+            for reason, n in sorted(failures.items()):
+                c.add_metric([str(reason)], n)
+            yield c
+        channels = getattr(st, "channels", None)
+        if not isinstance(channels, Mapping):
+            return
+        families = {
+            "connections_open": GaugeMetricFamily(
+                "aiospice_channels", "Open channels by type", labels=["type"]
+            ),
+            "connections_total": CounterMetricFamily(
+                "aiospice_channels_opened", "Channels opened by type", labels=["type"]
+            ),
+            "bytes_out": CounterMetricFamily(
+                "aiospice_channel_bytes_sent", "Bytes sent by channel type", labels=["type"]
+            ),
+            "bytes_in": CounterMetricFamily(
+                "aiospice_channel_bytes_received", "Bytes received by channel type", labels=["type"]
+            ),
+            "messages_out": CounterMetricFamily(
+                "aiospice_channel_messages_sent", "Messages sent by channel type", labels=["type"]
+            ),
+            "messages_in": CounterMetricFamily(
+                "aiospice_channel_messages_received", "Messages received by channel type", labels=["type"]
+            ),
+            "ack_stalls": CounterMetricFamily(
+                "aiospice_ack_window_stalls", "Times a channel waited for the client's ACK", labels=["type"]
+            ),
+        }
+        rtt = GaugeMetricFamily(
+            "aiospice_channel_rtt_seconds", "Latest PING round trip by channel type", labels=["type"]
+        )
+        for ctype, counters in sorted(channels.items()):
+            for attr, fam in families.items():
+                v = getattr(counters, attr, None)
+                if isinstance(v, int | float):
+                    fam.add_metric([str(ctype)], v)
+            v = getattr(counters, "last_rtt", None)
+            if isinstance(v, int | float):
+                rtt.add_metric([str(ctype)], v)
+        yield from families.values()
+        yield rtt
+
+    def _pipeline_stats(self, ps) -> Iterator[Metric]:
+        for attr, name, doc in (
+            ("frames", "aiospice_display_frames", "Guest frames processed by the display pipeline"),
+            ("encodes", "aiospice_display_encodes", "Images encoded"),
+            ("encoded_bytes", "aiospice_display_encoded_bytes", "Bytes of encoded images"),
+            ("fills", "aiospice_display_fills", "Solid fills sent instead of images"),
+            ("stream_frames", "aiospice_display_stream_frames", "Video stream frames encoded"),
+        ):
+            v = getattr(ps, attr, None)
+            if isinstance(v, int | float):
+                yield CounterMetricFamily(name, doc, value=v)
+        by_type = getattr(ps, "by_type", None)
+        if isinstance(by_type, Mapping):
             c = CounterMetricFamily(
                 "aiospice_images_encoded", "Images encoded by image type", labels=["image_type"]
             )
-            for t, n in _items(frames):
-                c.add_metric([str(t)], n)
+            for t, n in sorted(by_type.items()):
+                c.add_metric([_image_type(t)], n)
             yield c
-        enc = _get(src, "encode_seconds", "encode_time", "encode_seconds_by_image_type", default=None)
-        if isinstance(enc, Mapping):
-            c = CounterMetricFamily(
-                "aiospice_encode_seconds", "Encode time by image type", labels=["image_type"]
-            )
-            for t, n in _items(enc):
-                c.add_metric([str(t)], n)
-            yield c
-        for field, name, doc in (
-            ("auth_failures", "aiospice_auth_failures", "Failed SPICE ticket authentications"),
-            ("ack_stalls", "aiospice_ack_window_stalls", "Times a channel waited for the client's ACK"),
-        ):
-            v = _get(src, field, default=None)
-            if isinstance(v, int | float):
-                yield CounterMetricFamily(name, doc, value=v)
+        enc = CounterMetricFamily("aiospice_encode_seconds", "CPU time spent encoding", labels=["image_type"])
+        per_type = getattr(ps, "encode_seconds_by_type", None)
+        if isinstance(per_type, Mapping):
+            for t, v in sorted(per_type.items()):
+                enc.add_metric([_image_type(t)], v)
+        v = getattr(ps, "encode_seconds", None)
+        if isinstance(v, int | float):
+            enc.add_metric(["all"], v)
+        yield enc
 
 
 def render(server) -> tuple[bytes, str]:

@@ -47,9 +47,13 @@ async def chromium() -> AsyncIterator[object]:
             await browser.close()
 
 
-async def new_page(browser, *, viewport=(1280, 900), prompt_answer: str | None = None):
+async def new_page(
+    browser, *, viewport=(1280, 900), prompt_answer: str | None = None, ignore_https_errors=False
+):
     """A page that logs console output into ``page.console_lines`` and handles dialogs."""
-    context = await browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+    context = await browser.new_context(
+        viewport={"width": viewport[0], "height": viewport[1]}, ignore_https_errors=ignore_https_errors
+    )
     page = await context.new_page()
     page.console_lines = []
     page.dialogs = []
