@@ -233,26 +233,28 @@ class GuestCore:
         self._iface = ev
         if self.info is not None:
             self.info = DeviceInfo(self.info.connect, ev, self.info.ep_info)
-            why = self._filter_verdict()
+            why = self._filter_verdict(self.info)
             if why:
                 self._reject(why)
 
     def _on_ep_info(self, ev: P.EpInfo) -> None:
         bad = [i for i, t in enumerate(ev.type) if t not in (0, 1, 2, 3, 255)
                or (t in (EndpointType.ISO, EndpointType.INTERRUPT) and ev.interval[i] == 0)]
-        self._ep = ev
-        if bad:
-            self._reject(f"invalid ep_info for endpoint index {bad[0]}")
+        if bad:  # QEMU refuses such a device; so do we (at device_connect, or now if attached)
+            self._ep = None
+            if self.info is not None:
+                self._reject(f"invalid ep_info for endpoint index {bad[0]}")
             return
+        self._ep = ev
         if self.info is not None:
             self.info = DeviceInfo(self.info.connect, self.info.interface_info, ev)
 
-    def _filter_verdict(self) -> str:
+    def _filter_verdict(self, info: DeviceInfo) -> str:
         if self.rules is None:
             return ""
         if not self.parser.has_cap(P.Cap.CONNECT_DEVICE_VERSION):
             return "filter needs cap_connect_device_version"
-        c, i = self.info.connect, self.info.interface_info
+        c, i = info.connect, info.interface_info
         verdict = usbfilter.check(self.rules, c.device_class, c.device_subclass, c.device_protocol,
                                   i.interface_class, i.interface_subclass, i.interface_protocol,
                                   c.vendor_id, c.product_id, c.device_version_bcd)
@@ -263,14 +265,15 @@ class GuestCore:
             log.warning("device_connect while a device is attached: ignored")
             return
         if self._iface is None or self._ep is None:
-            self._reject("device_connect before interface_info/ep_info")
+            self._reject("device_connect without (valid) interface_info and ep_info")
             return
-        self.info = DeviceInfo(ev, self._iface, self._ep)
-        why = self._filter_verdict()
+        info = DeviceInfo(ev, self._iface, self._ep)
+        why = self._filter_verdict(info)
         if why:
             self._reject(why)
             return
-        self._events.append(Attached(self.info))
+        self.info = info
+        self._events.append(Attached(info))
 
     def _reject(self, why: str) -> None:
         log.info("rejecting redirected device: %s", why)
