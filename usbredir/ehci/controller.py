@@ -318,7 +318,7 @@ class EhciController(ScheduleEngine):
         if not self.usbcmd & R.CMD_RS:
             self._t_frindex = now
             return 0
-        ufr = int((now - self._t_frindex) * 8000)
+        ufr = int((now - self._t_frindex) * 8000 + 1e-6)
         if ufr <= 0:
             return 0
         self._t_frindex += ufr / 8000
