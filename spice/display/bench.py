@@ -37,6 +37,10 @@ def register(subparsers) -> None:
                    help="builtin = spice.guests.builtin.BuiltinGuest (auto: if it has the workload)")
     d.add_argument("--lossy", action="store_true", help="allow JPEG / MJPEG streams (issue 6 paths)")
     d.add_argument("--verify", action="store_true", help="decode everything and compare with the guest")
+    d.add_argument("--wire", action="store_true",
+                   help="also serve the scenes to a real spice-gtk client (SpiceClientGLib) and count its bytes")
+    d.add_argument("--xspice", action="store_true",
+                   help="with --wire: the same scenes as X clients on Xspice (libspice-server) as the reference")
     d.set_defaults(func=run_display)
 
 
@@ -139,7 +143,36 @@ async def _main(args) -> int:
                   f"{r['pipe_ms']:9.2f} {r['bytes']:14.0f} {r['kbps']:12.1f} {r['shared']:6d} {r['streams']:5d} "
                   f"{verdict:>6}",
                   flush=True)
+    if args.wire:
+        bad += await _wire(args)
     return 1 if bad else 0
+
+
+async def _wire(args) -> int:
+    from spice.display import wirebench, xworkload
+
+    w, h = (int(v) for v in args.size.lower().split("x"))
+    print(f"\non the wire to spice-gtk 0.42 (SpiceClientGLib), {args.seconds:g} s after MARK + warm-up; "
+          "server CPU = our process (guest included) / the Xorg process of Xspice")
+    print(f"{'workload':<16} {'server':<16} {'display KiB/s':>13} {'server CPU ms/s':>15} {'frames/s':>8}")
+    bad = 0
+    types = [t.strip() for t in args.types.upper().split(",")]
+    for workload in (x.strip() for x in args.workloads.split(",")):
+        rows = [(f"aiospice {t}", wirebench.measure_ours(workload, w, h, args.seconds, t, args.lossy))
+                for t in types]
+        if args.xspice and wirebench.xspice_available() and workload in xworkload.WORKLOADS:
+            rows.append(("Xspice", wirebench.measure_xspice(workload, w, h, args.seconds)))
+        for name, coro in rows:
+            r = await coro
+            if r.get("errors"):
+                print(f"{workload:<16} {name:<16} error: {r['errors']}")
+                bad += 1
+                continue
+            sec = max(r["seconds"], 1e-9)
+            fps = f"{r['frames'] / sec:8.1f}" if r.get("frames") else f"{'-':>8}"
+            print(f"{workload:<16} {name:<16} {r['bytes'].get(wirebench.DISPLAY_CHANNEL, 0) / sec / 1024:13.1f} "
+                  f"{1000 * r.get('cpu', 0) / sec:15.1f} {fps}", flush=True)
+    return bad
 
 
 def run_display(args: argparse.Namespace) -> int:

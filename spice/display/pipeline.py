@@ -99,7 +99,8 @@ class DisplayClient:
 
     @property
     def streams_allowed(self) -> bool:
-        return self.caps.lossy and self.caps.mjpeg
+        lossy = self.caps.lossy if self._pipeline.lossy is None else self._pipeline.lossy
+        return lossy and self.caps.mjpeg
 
     # -- consumer side
     @property
@@ -275,6 +276,8 @@ class DisplayPipeline:
         self.stream_idle = stream_idle
         #: when set, every image is encoded with this type (tests, benchmarks), whatever the caps say
         self.force_type: ImageType | None = None
+        #: when not None, overrides every client's ``caps.lossy`` (server policy: allow MJPEG streams)
+        self.lossy: bool | None = None
         self.stats = PipelineStats()
         self._clients: list[DisplayClient] = []
         self._encoded: dict[tuple, DrawCommand] = {}
