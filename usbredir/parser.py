@@ -74,7 +74,7 @@ _ASSEMBLE_PREALLOC = 1 << 20
 _MAX_BULK = MAX_BULK_TRANSFER_SIZE  # packets up to this size get their whole buffer at once
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compiled(ptype: int, negotiated: int):
     return type_header(ptype, negotiated).compile()
 

@@ -98,7 +98,7 @@ def test_control_and_standard_requests_map_to_packets():
                                             (6, Status.BABBLE), (77, Status.IOERROR)])
 def test_status_mapping(wire, seen):
     link = Link()
-    rid = link.core.bulk(0x82, None, 64)
+    link.core.bulk(0x82, None, 64)
     (req,) = link.to_host()
     link.host_send(req._replace(status=wire, length=0))
     (ev,) = link.core.events_received()
