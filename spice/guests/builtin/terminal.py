@@ -20,6 +20,10 @@ PAD = 6
 SCROLLBACK = 2000
 
 
+# control characters (other than tab/newline) print as "?": a cat of a binary file stays one cell per byte
+_PRINTABLE = {c: "?" for c in [*range(0x20), 0x7F] if c not in (9, 10)}
+
+
 class Terminal(Window):
     """A text terminal; ``lines`` is what it shows (scrollback + the current prompt line)."""
 
@@ -78,7 +82,7 @@ class Terminal(Window):
     # -- output
     def write_line(self, text: str = "") -> None:
         """Append output line(s); ``\\n`` splits, long lines wrap."""
-        for part in str(text).expandtabs(8).split("\n"):
+        for part in str(text).replace("\r\n", "\n").translate(_PRINTABLE).expandtabs(8).split("\n"):
             self.committed.extend(self._wrap(part))
         extra = len(self.committed) - SCROLLBACK
         if extra > 0:
