@@ -50,6 +50,7 @@ class Stats:
     bytes_from_guest: int = 0
     transfers: int = 0
     errors: int = 0
+    resets: int = 0
 
     def rate(self) -> float:
         """Payload bytes per second (both directions) since start."""
@@ -268,6 +269,8 @@ class UsbredirHost:
 
     # --- control-type packets ----------------------------------------------------------------
     def _on_reset(self, ev: P.Reset) -> None:
+        self.stats.resets += 1
+
         async def work() -> None:
             self._cancel_all()
             self._stop_streams_with_status()

@@ -14,6 +14,8 @@ Usage (asyncio)::
 * The initramfs (busybox-static + the USB/HID/storage/FAT modules of the installed Debian kernel,
   resolved through modules.dep, decompressed if .ko.xz/.ko.zst) is built once into a cache dir
   (``$AIOSPICE_CACHE`` or ``~/.cache/aiospice``) and reused while kernel and script are unchanged.
+* ``/bin/usbreset /dev/bus/usb/BBB/DDD`` (built with the host's ``gcc -static`` if present) makes
+  the guest reset a USB device (USBDEVFS_RESET).
 * The machine always has ``-device ich9-usb-ehci1,id=ehci`` (bus ``ehci.0``); pass usb-redir,
   SPICE etc. as ``extra_args``.
 * Acceleration: ``$AIOSPICE_QEMU_ACCEL`` (``kvm``/``tcg``) wins; otherwise KVM is probed with a
@@ -46,6 +48,22 @@ MODULES = ["ehci-pci", "uhci-hcd", "usb-storage", "sd_mod", "vfat", "nls_cp437",
            "nls_iso8859-1", "nls_ascii", "usbhid", "hid-generic", "evdev", "sr_mod", "isofs"]
 READY = "@@READY@@"
 RC_RE = re.compile(r"@@RC=(\d+)@@\r?\n")
+
+# /bin/usbreset PATH: USBDEVFS_RESET on a /dev/bus/usb/BBB/DDD node (a port reset from the guest),
+# built with the host's gcc -static when available.
+USBRESET_C = r"""
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/ioctl.h>
+#include <linux/usbdevice_fs.h>
+int main(int argc, char **argv) {
+    if (argc != 2) { fprintf(stderr, "usage: usbreset /dev/bus/usb/BBB/DDD\n"); return 2; }
+    int fd = open(argv[1], O_WRONLY);
+    if (fd < 0) { perror("open"); return 1; }
+    if (ioctl(fd, USBDEVFS_RESET, 0) < 0) { perror("USBDEVFS_RESET"); return 1; }
+    return 0;
+}
+"""
 
 INIT = r"""#!/bin/sh
 export PATH=/bin:/sbin
@@ -140,7 +158,7 @@ def build_initramfs() -> str:
     ver = kernel_version()
     assert ver is not None
     mods = _resolve_modules(ver)
-    key = hashlib.sha256(("\n".join([ver, INIT, *mods])).encode()).hexdigest()[:16]
+    key = hashlib.sha256(("\n".join([ver, INIT, USBRESET_C, *mods])).encode()).hexdigest()[:16]
     out = os.path.join(cache_dir(), f"initramfs-{ver}-{key}.cpio.gz")
     if os.path.exists(out):
         return out
@@ -161,6 +179,14 @@ def build_initramfs() -> str:
             names.append(name)
         with open(os.path.join(root, "modules.order"), "w") as f:
             f.write("\n".join(names) + "\n")
+        gcc = shutil.which("gcc")
+        if gcc:
+            src = os.path.join(root, "usbreset.c")
+            with open(src, "w") as f:
+                f.write(USBRESET_C)
+            subprocess.run([gcc, "-static", "-O2", "-o", os.path.join(root, "bin/usbreset"), src],
+                           check=False, capture_output=True)
+            os.unlink(src)
         init = os.path.join(root, "init")
         with open(init, "w") as f:
             f.write(INIT)
