@@ -15,22 +15,73 @@ if TYPE_CHECKING:
     from .guest import BuiltinGuest
 
 
-def photo(width: int, height: int, seed: int) -> np.ndarray:
-    """A photographic-looking BGRX image: a sky/ground gradient plus octaves of smooth colour noise."""
-    rng = np.random.default_rng(seed)
-    acc = np.zeros((height, width, 3), np.float32)
-    for cell, amp in ((96, 0.45), (24, 0.25), (6, 0.18)):
+def _fractal(height: int, width: int, rng: np.random.Generator, cells: tuple[int, ...]) -> np.ndarray:
+    """Grey 1/f-like noise in about [0, 1]: octaves of random values upsampled bicubically."""
+    acc = np.zeros((height, width), np.float32)
+    amp, total = 1.0, 0.0
+    for cell in cells:
         sw, sh = width // cell + 3, height // cell + 3
-        small = Image.fromarray(rng.integers(0, 256, (sh, sw, 3), dtype=np.uint8))
+        small = Image.fromarray(rng.integers(0, 256, (sh, sw), dtype=np.uint8))
         acc += amp * np.asarray(small.resize((sw * cell, sh * cell), Image.Resampling.BICUBIC),
                                 np.float32)[:height, :width]
-    acc += 0.12 * rng.integers(0, 256, (height, width, 1), dtype=np.uint8)  # grain
-    y = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
-    sky = np.array([235, 190, 120], np.float32) * (1 - y) + np.array([40, 90, 60], np.float32) * y
-    img = np.empty((height, width, 4), np.uint8)
-    img[:, :, :3] = np.clip(0.55 * acc + 0.45 * sky, 0, 255)
-    img[:, :, 3] = 255
-    return img
+        total += amp
+        amp *= 0.55
+    return acc / (255.0 * total)
+
+
+def _ridge(width: int, rng: np.random.Generator, base: float, rough: float) -> np.ndarray:
+    """A mountain skyline: height (fraction of the image) per column."""
+    x = np.arange(width, dtype=np.float32)
+    out = np.full(width, base, np.float32)
+    amp = rough
+    for n in (3, 7, 17, 41, 97):
+        pts = rng.uniform(-1, 1, n + 1).astype(np.float32)
+        out += amp * np.interp(x, np.linspace(0, width, n + 1), pts)
+        amp *= 0.5
+    return out
+
+
+def photo(width: int, height: int, seed: int) -> np.ndarray:
+    """A photographic-looking BGRX landscape: sky, clouds, sun glow, mountain ranges, textured ground, grain.
+
+    The scene is drawn at half size and upscaled (4x less work); the grain is full resolution.
+    """
+    rng = np.random.default_rng(seed)
+    half = _scene(max(8, width // 2), max(8, height // 2), rng)
+    big = np.asarray(Image.fromarray(half).resize((width, height), Image.Resampling.BICUBIC), np.int16)
+    big = big + rng.integers(-4, 5, (height, width, 1), dtype=np.int16)  # sensor grain
+    out = np.empty((height, width, 4), np.uint8)
+    out[:, :, 2::-1] = np.clip(big, 0, 255)  # RGB -> B, G, R
+    out[:, :, 3] = 255
+    return out
+
+
+def _scene(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    """RGB uint8 landscape."""
+    y = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
+    xg = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :]
+    horizon = float(rng.uniform(0.45, 0.6))
+    hue = rng.uniform(-30, 30, 3).astype(np.float32)
+    t = np.clip(y / horizon, 0, 1)[:, :, None]
+    img = (np.array([70, 120, 200], np.float32) + hue) * (1 - t) + np.array([200, 215, 230], np.float32) * t
+    img = np.broadcast_to(img, (height, width, 3)).copy()
+    sx, sy = rng.uniform(0.2, 0.8), rng.uniform(0.1, 0.3) * horizon / 0.5
+    d2 = ((xg - sx) * width / height) ** 2 + (y - sy) ** 2
+    img += (np.exp(-d2 / 0.02) * 90)[:, :, None] * np.array([1.0, 0.85, 0.55], np.float32)
+    clouds = np.clip((_fractal(height, width, rng, (128, 48, 16, 6, 2)) - 0.5) * 3.0, 0, 1) * (1 - t[:, :, 0])
+    img += clouds[:, :, None] * (np.array([250, 250, 252], np.float32) - img) * 0.85
+    detail = _fractal(height, width, rng, (32, 8, 2))
+    for k, (base, col) in enumerate(((horizon - 0.12, (95, 110, 140)), (horizon - 0.05, (60, 80, 70)),
+                                     (horizon + 0.02, (45, 70, 35)))):
+        top = (_ridge(width, rng, base, 0.06 + 0.02 * k) * height)[None, :]
+        mask = y * height >= top
+        shade = (0.7 + 0.6 * detail)[:, :, None]
+        layer = np.array(col, np.float32) * shade * (1 - 0.25 * (y * height - top).clip(0, height)[:, :, None] / height)
+        img = np.where(mask[:, :, None], layer, img)
+    ground = y >= horizon + 0.12
+    grass = (np.array([70, 110, 45], np.float32) + hue / 2) * (0.6 + 0.8 * detail)[:, :, None]
+    img = np.where(ground[:, :, None], grass, img)
+    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def _bounce(p: int, span: int) -> int:
@@ -161,19 +212,22 @@ class VideoSmall(Video):
 
 
 class Slideshow(VideoFullScreen):
-    """A new photographic image every 2 seconds, full screen."""
+    """A new photographic image every 2 seconds, full screen (two scenes, varied crops and mirroring)."""
 
     rate = 0.5
 
+    async def prepare(self) -> None:
+        await super().prepare()
+        m = self.MARGIN
+        self.other = await asyncio.to_thread(photo, self.area.width + 2 * m, self.area.height + 2 * m,
+                                             self.guest.seed + 1)
+
     def step(self) -> None:
-        a, m = self.area, self.MARGIN
-        rng = np.random.default_rng(self.steps)
+        a, m, n = self.area, self.MARGIN, self.steps
+        rng = np.random.default_rng(n)
         ox, oy = int(rng.integers(0, 2 * m)), int(rng.integers(0, 2 * m))
-        img = self.texture[oy:oy + a.height, ox:ox + a.width]
-        perm = [(0, 1, 2), (2, 1, 0), (1, 0, 2), (0, 2, 1), (2, 0, 1), (1, 2, 0)][self.steps % 6]
-        view = self.window.buf[a.top:a.bottom, a.left:a.right]
-        for dst, src in enumerate(perm):
-            view[:, :, dst] = img[::-1, :, src] if self.steps % 2 else img[:, ::-1, src]
+        img = (self.texture, self.other)[n % 2][oy:oy + a.height, ox:ox + a.width]
+        self.window.buf[a.top:a.bottom, a.left:a.right] = img[:, ::-1] if n // 2 % 2 else img
         self.window.invalidate(a)
 
 
@@ -202,6 +256,7 @@ class ManySmallFills(Workload):
         rects[:, 3] = np.minimum(h, rects[:, 1] + rng.integers(4, 33, n))
         colors = rng.integers(0, 1 << 24, n, dtype=np.uint32) | np.uint32(0xFF000000)
         self.guest.desktop.fill_window_many(self.window, rects, colors)
+
 
 WORKLOADS: dict[str, type[Workload]] = {
     "idle-clock": IdleClock, "typing": Typing, "window-drag": WindowDrag, "scroll": Scroll,
