@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from usbredir.device import Speed
@@ -164,31 +164,40 @@ class UsbCore:
     async def _root_connect(self, port: int) -> None:
         name = str(port)
         await asyncio.sleep(self.debounce)
-        if not self.hcd.portsc(port) & 1:
+        info = self.devices.get(name)
+        if info is None or not self.hcd.portsc(port) & 1:
             self.devices.pop(name, None)
             return
-        async with self._enum_lock:
-            enabled = await self.hcd.reset_port(port, self.reset_time)
-        info = self.devices.get(name)
-        if info is None:
-            return
-        if not enabled:
+
+        async def reset() -> Speed | None:
+            if await self.hcd.reset_port(port, self.reset_time):
+                return Speed.HIGH
             info.state = "unsupported: full/low-speed device on a root port (no companion); plug it into a hub"
-            self._notify("error", info)
-            return
-        await self.enumerate(info, Speed.HIGH)
+            return None
+
+        await self.enumerate(info, reset)
 
     # --- enumeration -----------------------------------------------------------------
-    async def enumerate(self, info: UsbDeviceInfo, speed: Speed, tt_hub: int = 0, tt_port: int = 0,
-                        retry: Callable | None = None) -> None:
-        """Address, describe and configure the device at address 0, then bind a driver."""
-        info.speed = speed
-        info.state = "enumerating"
+    async def enumerate(self, info: UsbDeviceInfo, reset: Callable[[], Awaitable[Speed | None]],
+                        tt_hub: int = 0, tt_port: int = 0) -> None:
+        """Reset the port, then address, describe and configure the device, then bind a driver.
+        The port reset and the address-0 stage hold one lock: one device at address 0 at a time."""
         hcd = self.hcd
         for attempt in range(2):
             try:
                 async with self._enum_lock:
-                    info.handle = dev = hcd.open_device(speed, tt_hub, tt_port)
+                    if self.devices.get(info.port) is not info:
+                        return
+                    speed = await reset()
+                    if speed is None:
+                        if not info.state.startswith("unsupported"):
+                            info.state = "error: port not enabled after reset"
+                        self._notify("error", info)
+                        return
+                    info.speed = speed
+                    info.state = "enumerating"
+                    hs = speed == Speed.HIGH
+                    info.handle = dev = hcd.open_device(speed, 0 if hs else tt_hub, 0 if hs else tt_port)
                     d8 = await hcd.control(dev, setup(0x80, 6, 0x0100, 0, 8), timeout=1.0)
                     if len(d8) < 8 or d8[1] != 1 or d8[7] not in (8, 16, 32, 64, 512):
                         raise UsbError("xact", f"bad device descriptor start {d8.hex()}")
@@ -203,11 +212,10 @@ class UsbCore:
                 log.warning("enumeration of port %s failed (%s)", info.port, exc)
                 if info.handle:
                     await self._release(info)
-                if attempt or retry is None or info.state == "gone":
+                if attempt or info.state == "gone":
                     info.state = f"error: {exc}"
                     self._notify("error", info)
                     return
-                await retry()  # port reset again, then one more try
         self._notify("add", info)
         await self._bind(info)
         if info.state == "enumerating":

@@ -105,20 +105,13 @@ class HubDriver:
 
     async def _connect(self, port: int, info: UsbDeviceInfo) -> None:
         await asyncio.sleep(self.core.debounce)
-        try:
-            async with self.core._enum_lock:
-                status = await self._reset(port)
-        except UsbError as exc:
-            info.state = f"error: {exc}"
-            return
-        if not status & PORT_ENABLE or self.core.devices.get(info.port) is not info:
-            return
-        speed = Speed.LOW if status & PORT_LOW_SPEED else Speed.HIGH if status & PORT_HIGH_SPEED else Speed.FULL
-        addr = self.info.address
 
-        async def retry() -> None:
-            async with self.core._enum_lock:
-                await self._reset(port)
+        async def reset() -> Speed | None:
+            status = await self._reset(port)
+            if not status & PORT_ENABLE:
+                return None
+            if status & PORT_LOW_SPEED:
+                return Speed.LOW
+            return Speed.HIGH if status & PORT_HIGH_SPEED else Speed.FULL
 
-        await self.core.enumerate(info, speed, addr if speed != Speed.HIGH else 0,
-                                  port if speed != Speed.HIGH else 0, retry)
+        await self.core.enumerate(info, reset, self.info.address, port)
