@@ -473,7 +473,9 @@ class ClientLink:
                     self.remaining = bytes(self._buf)
                     self._buf.clear()
                     assert self.reply is not None
-                    events.append(LinkResult(link_error(err), CommonCap.MINI_HEADER in self.reply.common_caps,
+                    # mini headers only if both announced them (spice-server decides from the client's caps)
+                    mini = CommonCap.MINI_HEADER in self.reply.common_caps and CommonCap.MINI_HEADER in self.common_caps
+                    events.append(LinkResult(link_error(err), mini,
                                              self.reply.common_caps, self.reply.channel_caps))
                     break
         except LinkProtocolError as err:

@@ -135,22 +135,35 @@ class ChannelConnection:
     async def close_transport(self) -> None:
         with contextlib.suppress(Exception):
             self.writer.close()
-        with contextlib.suppress(Exception):
+        try:
             await asyncio.wait_for(self.writer.wait_closed(), 2.0)
+        except TimeoutError:
+            self._abort()  # the client does not read: do not wait for the buffer to drain
+        except Exception:
+            pass
 
-    def close(self, reason: str, disconnecting: int | None = None) -> None:
-        """Ask the connection to end (from any task); ``disconnecting`` sends DISCONNECTING first."""
+    def _abort(self) -> None:
+        transport = getattr(self.writer, "transport", None)
+        if transport is not None:
+            with contextlib.suppress(Exception):
+                transport.abort()
+
+    def close(self, reason: str, disconnecting: int | None = None, abort: bool = False) -> None:
+        """Ask the connection to end (from any task); ``disconnecting`` sends DISCONNECTING first,
+        ``abort`` drops unsent data (for clients that stopped reading)."""
         if self._closing:
             return
         self._closing = True
         self.close_reason = reason
-        if disconnecting is not None and self.channel is not None:
+        if disconnecting is not None and self.channel is not None and not abort:
             with contextlib.suppress(Exception):
                 self.protocol.disconnecting(disconnecting)
                 self.writer.write(self.protocol.data_to_send())
         self._wake.set()
         with contextlib.suppress(Exception):
             self.writer.close()
+        if abort:
+            self._abort()
 
     def wakeup(self) -> None:
         self._wake.set()
@@ -300,7 +313,7 @@ class ChannelConnection:
             if self.protocol.pending_bytes > self.server.config.max_pending_bytes:
                 log.warning("%s: %d bytes queued for a client that does not read, closing", self.name,
                             self.protocol.pending_bytes)
-                self.close("client does not read")
+                self.close("client does not read", abort=True)
                 return
             self.wakeup()
         self._count()
@@ -333,7 +346,8 @@ class ChannelConnection:
                     try:
                         await asyncio.wait_for(self.writer.drain(), cfg.ack_timeout)
                     except TimeoutError:
-                        self.close(f"client did not read for {cfg.ack_timeout:.0f} s")
+                        log.warning("%s: client did not read for %.0f s, closing", self.name, cfg.ack_timeout)
+                        self.close(f"client did not read for {cfg.ack_timeout:.0f} s", abort=True)
                         return
                     continue
                 stalled = not proto.window_open and channel.has_pending()
@@ -345,7 +359,7 @@ class ChannelConnection:
                     elif now - self._stall_since >= cfg.ack_timeout:
                         log.warning("%s: no ACK for %.0f s with the window full, closing", self.name,
                                     cfg.ack_timeout)
-                        self.close("client stopped acknowledging (ACK window exhausted)")
+                        self.close("client stopped acknowledging (ACK window exhausted)", abort=True)
                         return
                 else:
                     self._stall_since = None

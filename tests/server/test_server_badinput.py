@@ -211,3 +211,29 @@ async def test_many_connections_at_once(server, healthy, caplog):
     other = await TestChannel.connect(server.ports["plain"], ChannelType.MAIN)
     await other.wait_for(pm.MainMsg.INIT)
     other.close()
+
+
+async def test_client_that_stops_reading_the_socket_is_dropped(server, healthy, caplog):
+    """A display client that stops reading its socket: the TCP buffers fill, nothing piles up in
+    the server (the pipeline coalesces), and the client is dropped after ack_timeout."""
+    guest: PaintGuest = server.guest
+    _main, init = healthy
+    disp = await TestChannel.connect(server.ports["plain"], ChannelType.DISPLAY, connection_id=init.session_id)
+    disp.send(DisplayMsgc.INIT, DISPLAY_INIT)
+    await disp.wait_for(DisplayMsg.MARK)
+    conn = next(c for c in server.connections if c.channel is not None and c.channel.name == "display")
+    # from now on never read; full-screen noise is incompressible (~256 KB per frame)
+    for i in range(200):
+        guest.noise(Rect(0, 0, 320, 200), seed=1000 + i)
+        await asyncio.sleep(0.02)
+        assert conn.protocol.pending_bytes <= 2 << 20
+        if logged(caplog, "did not read"):
+            break
+    assert logged(caplog, "did not read")
+    for _ in range(100):
+        if conn not in server.connections:
+            break
+        await asyncio.sleep(0.02)
+    assert conn not in server.connections
+    disp.close()
+    await still_healthy(healthy[0])

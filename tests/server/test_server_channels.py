@@ -256,3 +256,33 @@ async def test_ping_measures_round_trip():
         assert snap["rtt_seconds"]["main"] == rtt and snap["sessions"] == 1
     finally:
         await srv.close()
+
+
+async def test_full_header_client(server):
+    main = await TestChannel.connect(server.ports["plain"], ChannelType.MAIN, common_caps=frozenset({0}))
+    assert not main.result.mini_header
+    init = await main.wait_for(pm.MainMsg.INIT)
+    assert init.serial == 1 and pm.MainInit.parse(init.body).session_id
+    main.send(pm.MainMsgc.ATTACH_CHANNELS)
+    assert (await main.wait_for(pm.MainMsg.CHANNELS_LIST)).serial == 2
+    main.close()
+
+
+async def test_cursor_shape_change_and_hide(server):
+    guest: PaintGuest = server.guest
+    _main, init = await open_session(server)
+    cur = await TestChannel.connect(server.ports["plain"], ChannelType.CURSOR, connection_id=init.session_id)
+    await cur.wait_for(CursorMsg.INIT)
+    from spice.guests.base import CursorShape, CursorState
+
+    pix = np.full((8, 4, 4), 255, np.uint8)
+    guest._cursor = CursorState(7, 8, True, CursorShape(pix, 0, 0, 2))
+    guest._emit_cursor(guest._cursor)
+    m = await cur.wait_for(CursorMsg.SET)
+    x, y, vis, flags = struct.unpack_from("<hhBH", m.body)
+    assert (vis, flags) == (1, 0) and struct.unpack_from("<QBHH", m.body, 7)[2:] == (4, 8)
+    assert m.body[24:] == pix.tobytes()
+    guest._cursor = CursorState(7, 8, False, guest._cursor.shape)
+    guest._emit_cursor(guest._cursor)
+    await cur.wait_for(CursorMsg.HIDE)
+    cur.close()
