@@ -19,6 +19,7 @@ from usbredir.guest.storage import MassStorageDriver
 
 READ_AHEAD = 128 * 1024
 CACHE_BYTES = 4 << 20
+DIRTY_BYTES = 4 << 20
 
 
 class BlockFile(io.RawIOBase):
@@ -35,6 +36,7 @@ class BlockFile(io.RawIOBase):
         self.pos = 0
         self._writable = writable and not drive.read_only
         self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._dirty: dict[int, bytes] = {}
         self.name = f"usb:{drive.info.port}"
         self.dead = False  # the device went away: every access fails at once
 
@@ -64,9 +66,12 @@ class BlockFile(io.RawIOBase):
         lba = first
         end = first + count
         while lba < end:
-            blk = self._cache.get(lba)
+            blk = self._dirty.get(lba)
+            if blk is None:
+                blk = self._cache.get(lba)
+                if blk is not None:
+                    self._cache.move_to_end(lba)
             if blk is not None:
-                self._cache.move_to_end(lba)
                 out.append(blk)
                 lba += 1
                 continue
@@ -74,11 +79,12 @@ class BlockFile(io.RawIOBase):
             n = min(n, self.drive.blocks - lba)
             data = self._call(self.drive.read_blocks, lba, n)
             for i in range(n):
-                self._cache[lba + i] = data[i * self.bs:(i + 1) * self.bs]
+                if lba + i not in self._dirty:
+                    self._cache[lba + i] = data[i * self.bs:(i + 1) * self.bs]
             while len(self._cache) * self.bs > CACHE_BYTES:
                 self._cache.popitem(last=False)
             take = min(n, end - lba)
-            out.append(data[:take * self.bs])
+            out.extend(self._dirty.get(lba + i) or data[i * self.bs:(i + 1) * self.bs] for i in range(take))
             lba += take
         return b"".join(out)
 
@@ -101,27 +107,46 @@ class BlockFile(io.RawIOBase):
         return len(data)
 
     def write(self, data) -> int:
+        """Buffered: whole blocks go to a dirty map, written back in runs by :meth:`flush`."""
         if not self._writable:
             raise OSError("read-only medium")
         data = bytes(data)
         if not data:
             return 0
+        bs = self.bs
         start = self.base + self.pos
-        first, last = start // self.bs, (start + len(data) - 1) // self.bs
-        off = start - first * self.bs
-        if off or (start + len(data)) % self.bs:
+        first, last = start // bs, (start + len(data) - 1) // bs
+        off = start - first * bs
+        if off or (start + len(data)) % bs:
             blob = bytearray(self._blocks(first, last - first + 1))
+            blob[off:off + len(data)] = data
         else:
-            blob = bytearray(len(data))
-        blob[off:off + len(data)] = data
-        self._call(self.drive.write_blocks, first, bytes(blob))
+            blob = data
         for i in range(last - first + 1):
+            self._dirty[first + i] = bytes(blob[i * bs:(i + 1) * bs])
             self._cache.pop(first + i, None)
         self.pos += len(data)
+        if len(self._dirty) * bs > DIRTY_BYTES:
+            self.flush()
         return len(data)
 
     def flush(self) -> None:
-        pass
+        """Write dirty blocks back, contiguous runs as single commands."""
+        if not self._dirty:
+            return
+        lbas = sorted(self._dirty)
+        run_start = prev = lbas[0]
+        for lba in lbas[1:] + [None]:
+            if lba is not None and lba == prev + 1:
+                prev = lba
+                continue
+            blob = b"".join(self._dirty[i] for i in range(run_start, prev + 1))
+            self._call(self.drive.write_blocks, run_start, blob)
+            if lba is not None:
+                run_start = prev = lba
+        for lba, blk in self._dirty.items():
+            self._cache[lba] = blk
+        self._dirty.clear()
 
 
 @dataclass
@@ -183,16 +208,26 @@ class FatVolume:
     async def read(self, path: str) -> bytes:
         return await self._run(self.fs.readbytes, path)
 
+    async def _mutate(self, fn, *args):
+        """A changing operation; its blocks reach the device before it returns."""
+        def call():
+            with self._lock:
+                try:
+                    return fn(*args)
+                finally:
+                    self.file.flush()
+        return await asyncio.to_thread(call)
+
     async def write(self, path: str, data: bytes) -> None:
         if self.read_only:
             raise OSError("read-only filesystem")
-        await self._run(self.fs.writebytes, path, data)
+        await self._mutate(self.fs.writebytes, path, data)
 
     async def remove(self, path: str) -> None:
-        await self._run(self.fs.remove, path)
+        await self._mutate(self.fs.remove, path)
 
     async def makedir(self, path: str) -> None:
-        await self._run(self.fs.makedir, path)
+        await self._mutate(self.fs.makedir, path)
 
     async def unmount(self, gone: bool = False) -> None:
         """Flush and close; with ``gone`` (device unplugged) just drop everything."""
@@ -201,7 +236,7 @@ class FatVolume:
         fs, self.fs = self.fs, None
         if not gone:
             try:
-                await self._run(fs.close)
+                await self._mutate(fs.close)
                 if not self.read_only:
                     await self.file.drive.sync()
                 return
