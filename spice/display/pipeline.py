@@ -47,6 +47,8 @@ COPY_BITS_BYTES = 29
 DRAW_COPY_OVERHEAD = 57
 STREAM_DATA_OVERHEAD = 12
 STREAM_QUALITY = 70
+MAX_EXACT_RECTS = 32  # a damage-only frame with at most this many changed boxes is sent box by box
+SMALL_BAND_PIXELS = 4096  # bands this small are encoded with every lossless type; the smallest wins
 
 
 @dataclass
@@ -92,6 +94,7 @@ class DisplayClient:
         self._stream: VideoStream | None = None
         self._stream_serial = -1
         self._open_streams: set[int] = set()
+        self._exact_ok = False  # dirty == exactly the latest frame's changes (send its exact boxes)
         self._last_take = -1e9
         self._wake_handle: asyncio.TimerHandle | None = None
         self.taken_serial = 0
@@ -136,7 +139,10 @@ class DisplayClient:
                 out.append(p.stream_frame(s))
                 self._stream_serial = s.frame_serial
         total = sum(command_size(c) for c in out)
-        bands = [b for r in p.grid.rects(self._dirty) for b in p.bands(r)]
+        exact = p._exact if (self._exact_ok and s is None) else None
+        rects = exact if exact is not None else p.grid.rects(self._dirty)
+        self._exact_ok = False
+        bands = [b for r in rects for b in p.bands(r)]
         self._dirty[:] = False
         for i, band in enumerate(bands):
             if max_bytes is not None and total >= max_bytes and out:
@@ -212,6 +218,8 @@ class DisplayClient:
             return
         p = self._pipeline
         grid = p.grid
+        self._exact_ok = (not self._frames_pending and not self._cmds and not self._ctrl
+                          and not self._dirty.any() and len(events) == 1 and events[0][0] == "mask")
         self._frames_pending += 1
         passthrough = self._frames_pending <= p.max_passthrough_frames
         if not passthrough and self._cmds:
@@ -363,16 +371,22 @@ class DisplayPipeline:
         events: list[tuple] = []
         changed = grid.new_mask()
         damage_only = all(isinstance(op, Damage) for op in frame.ops)
+        self._exact = None
         if damage_only and self.refine:
+            exact = []
             for op in frame.ops:
                 r = grid.clip(op.rect)
                 if r.is_empty():
                     continue
                 ys, xs = grid.outer(r)
-                self._refine_into(changed, fb, ys, xs)
+                box = self._refine_into(changed, fb, ys, xs)
+                if box is not None:
+                    exact.append(box)
                 touched.append(r)
             if changed.any():
                 events.append(("mask", changed))
+                if len(exact) <= MAX_EXACT_RECTS:
+                    self._exact = exact
             return events, touched, changed
         for op in frame.ops:
             if isinstance(op, Damage):
@@ -394,8 +408,9 @@ class DisplayPipeline:
             changed[grid.outer(r)] = True
         return events, touched, changed
 
-    def _refine_into(self, mask: np.ndarray, fb: np.ndarray, ys: slice, xs: slice) -> None:
-        """Mark only the cells in the given cell range whose pixels really changed since the last frame."""
+    def _refine_into(self, mask: np.ndarray, fb: np.ndarray, ys: slice, xs: slice) -> Rect | None:
+        """Mark only the cells in the given cell range whose pixels really changed since the last frame;
+        return the bounding box of the changed pixels."""
         c = self.cell
         y0, y1 = ys.start * c, min(ys.stop * c, self.grid.height)
         x0, x1 = xs.start * c, min(xs.stop * c, self.grid.width)
@@ -406,6 +421,11 @@ class DisplayPipeline:
         padded = np.zeros((gh * c, gw * c), bool)
         padded[:diff.shape[0], :diff.shape[1]] = diff
         mask[ys, xs] |= padded.reshape(gh, c, gw, c).any(axis=(1, 3))
+        rows = np.flatnonzero(diff.any(axis=1))
+        if not len(rows):
+            return None
+        cols = np.flatnonzero(diff.any(axis=0))
+        return Rect(x0 + int(cols[0]), y0 + int(rows[0]), x0 + int(cols[-1]) + 1, y0 + int(rows[-1]) + 1)
 
     def _clip_copy(self, op: CopyRect) -> tuple[Rect, Rect]:
         grid = self.grid
@@ -522,13 +542,19 @@ class DisplayPipeline:
         if isinstance(cmd, DrawFill):
             return cmd
         image_type = self.choose_type(caps, px)
-        key = (rect, image_type)
+        candidates = (image_type,)
+        if (self.force_type is None and rect.area <= SMALL_BAND_PIXELS and image_type == ImageType.LZ4
+                and ImageType.LZ_RGB in caps.types):
+            candidates = (ImageType.LZ4, ImageType.LZ_RGB)
+        key = (rect, candidates)
         cmd = self._encoded.get(key)
         if cmd is not None:
             self.stats.shared += 1
             return cmd
         t0 = time.process_time()
-        data = images.encode(image_type, px, next(self._ids))
+        image_id = next(self._ids)
+        data = min((images.encode(t, px, image_id) for t in candidates), key=len)
+        image_type = ImageType(data[8])
         self.stats.encode_seconds += time.process_time() - t0
         self.stats.encodes += 1
         self.stats.encoded_bytes += len(data)

@@ -111,7 +111,7 @@ def test_two_clients_share_encodes():
 
 
 def test_lz4_only_for_clients_that_announce_it():
-    g = FakeGuest(64, 32)
+    g = FakeGuest(200, 120)
     p = DisplayPipeline(g)
     no_lz4 = p.attach(ImageCaps.from_caps({3}, GTK_CAPS - {5}, "spice-gtk"), lambda: None)
     with_lz4 = p.attach(caps(), lambda: None)
@@ -125,6 +125,17 @@ def test_lz4_only_for_clients_that_announce_it():
     assert types(with_lz4) == {ImageType.LZ4}
     assert types(web) == {ImageType.LZ4}
     assert types(html5) == {ImageType.LZ_RGB}
+    # small pieces: the smaller of LZ4 and LZ_RGB (both decodable by spice-gtk with the cap)
+    c = p.attach(caps(), lambda: None)
+    c.take()
+    g.damage(Rect(0, 0, 30, 20), "text")
+    g.finish()
+    with_lz4.take()
+    small = [x for x in c.take() if isinstance(x, DrawCopy)]
+    assert small and all(x.image[8] in (ImageType.LZ4, ImageType.LZ_RGB) for x in small)
+    from spice.display import images
+    px = p.snapshot[small[0].rect.top:small[0].rect.bottom, small[0].rect.left:small[0].rect.right]
+    assert len(small[0].image) == min(len(images.encode_lz4(px)), len(images.encode_lz_rgb(px)))
 
 
 def test_max_bytes_splits_a_take_and_the_rest_stays_pending():
@@ -182,3 +193,23 @@ def test_detach_stops_updates():
     g.damage(Rect(0, 0, 10, 10))
     g.finish()
     assert calls == [] and p.clients == ()
+
+
+def test_in_step_client_gets_the_exact_changed_box():
+    g = FakeGuest(128, 96, 9)
+    p = DisplayPipeline(g)
+    c = p.attach(caps(ImageType.BITMAP), lambda: None)
+    lagging = p.attach(caps(ImageType.BITMAP), lambda: None)
+    c.take()
+    lagging.take()
+    g.fb[13:20, 21:30, 0] ^= 0xFF  # 9x7 pixels really change ...
+    g.report(Rect(10, 10, 60, 40))  # ... inside a larger reported damage
+    g.finish()
+    cmds = c.take()
+    assert [x.rect for x in cmds] == [Rect(21, 13, 30, 20)]
+    g.fb[50:52, 50:52, 1] ^= 0xFF
+    g.report(Rect(50, 50, 52, 52))
+    g.finish()  # two frames since its last take: cell-aligned coalesced damage instead
+    rects = [x.rect for x in lagging.take()]
+    assert Rect(16, 8, 32, 24) in rects or any(r.left <= 21 and r.right >= 30 for r in rects)
+    assert all(r.left % 8 == 0 and r.top % 8 == 0 for r in rects)
