@@ -283,3 +283,57 @@ async def test_reconnect_after_server_drops_sockets():
             await wait_for(lambda: canvas_matches_guest(page, srv.guest), what="canvas after reconnect")
     finally:
         await srv.close()
+
+
+async def test_ctrl_alt_del_button_scaling_and_touch():
+    srv = await start_server()
+    guest = srv.guest
+    keys: list[tuple[int, bool]] = []
+    real_key_event = guest.key_event
+
+    def spy(code: int, pressed: bool) -> None:
+        keys.append((code, pressed))
+        real_key_event(code, pressed)
+
+    guest.key_event = spy
+    buttons: list[tuple[int, bool]] = []
+    real_button = guest.pointer_button
+
+    def spy_button(button: int, pressed: bool, mask: int) -> None:
+        buttons.append((button, pressed))
+        real_button(button, pressed, mask)
+
+    guest.pointer_button = spy_button
+    try:
+        async with chromium() as browser:
+            page = await open_client(browser, srv)
+            await page.click("#btn-cad")
+            want = [(0x1D, True), (0x38, True), (0x153, True), (0x153, False), (0x38, False), (0x1D, False)]
+            await wait_for(lambda: keys[-6:] == want, what="Ctrl+Alt+Del scancodes")
+            # 1:1 mode: the canvas is shown at the guest's size and clicks still land on target.
+            await page.click("#btn-scale")
+            size = await page.evaluate(
+                "(() => { const r = document.getElementById('display').getBoundingClientRect();"
+                " return [r.width, r.height]; })()"
+            )
+            assert size == [W, H]
+            px, py = await to_page(page, *guest.button.center)
+            await page.mouse.click(px, py, button="right")
+            await page.mouse.click(px, py, button="middle")
+            await wait_for(
+                lambda: [(3, True), (3, False), (2, True), (2, False)] == buttons[-4:],
+                what="right and middle buttons",
+            )
+            await page.mouse.click(px, py)
+            await wait_for(lambda: guest.button.clicks == 1, what="click at 1:1")
+            # Touch: a tap is a left click.
+            ctx = await browser.new_context(viewport={"width": 1000, "height": 800}, has_touch=True)
+            touch = await ctx.new_page()
+            await touch.goto(url(srv))
+            await wait_for(lambda: _is(touch, "connected"), what="touch page connected")
+            tx, ty = await to_page(touch, *guest.button.center)
+            await touch.touchscreen.tap(tx, ty)
+            await wait_for(lambda: guest.button.clicks == 2, what="tap = click")
+            await ctx.close()
+    finally:
+        await srv.close()

@@ -56,8 +56,15 @@ async def test_two_browsers_and_spice_gtk_see_the_same_frame(tmp_path):
             watcher = asyncio.create_task(watch())
             dump = tmp_path / "gtk.raw"
             rep = await spicegtk.gtk_client(
-                f"spice://127.0.0.1:{srv.ports['plain']}", "pw", tmp_path, "--type", "echo three\n",
-                "--dump", str(dump), "--settle", "2",
+                f"spice://127.0.0.1:{srv.ports['plain']}",
+                "pw",
+                tmp_path,
+                "--type",
+                "echo three\n",
+                "--dump",
+                str(dump),
+                "--settle",
+                "2",
             )
             watcher.cancel()
             assert not rep["errors"], rep
@@ -67,6 +74,9 @@ async def test_two_browsers_and_spice_gtk_see_the_same_frame(tmp_path):
             assert np.array_equal(gtk[..., :3], guest.framebuffer[..., :3])  # spice-gtk: exact frame
             for page in pages:  # both browsers: the same frame, exactly
                 await wait_for(lambda p=page: canvas_matches_guest(p, guest), what="browser frame")
-            print("types per browser:", [await p.evaluate("window.aiospice.stats().display.byType") for p in pages])
+            print(
+                "types per browser:",
+                [await p.evaluate("window.aiospice.stats().display.byType") for p in pages],
+            )
     finally:
         await srv.close()
