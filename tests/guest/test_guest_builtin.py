@@ -172,6 +172,13 @@ async def test_wheel_scrolls_back(guest, shadow):
     await guest.settle()
     assert t.screen_lines[3:] == bottom[:-3]
     assert any(isinstance(op, CopyRect) and op.dest_y > op.src.top for op in Shadow.ops(shadow.take()))
+    tap(guest, 0x149)  # PageUp, twice
+    tap(guest, 0x149)
+    await guest.settle()
+    assert t.screen_lines[0].startswith("aiospice built-in guest") and t.screen_lines[1] == "row 0"
+    tap(guest, 0x151)  # PageDown
+    await guest.settle()
+    assert t.screen_lines[0] == f"row {t.rows - 2}"  # one page below the top
     type_keys(guest, "z")  # typing returns to the bottom
     await guest.settle()
     assert t.screen_lines[-1] == "$ z"

@@ -125,3 +125,33 @@ async def test_bench_guest_cpu(workload):
           f"{1000 * cpu / max(1, len(frames)):6.2f} ms/frame  ops/frame {ops / max(1, len(frames)):7.1f}  "
           f"damage px/frame {px / max(1, len(frames)):10.0f}")
     assert np.shape(g.framebuffer) == (1080, 1920, 4)
+
+
+async def test_workload_with_user_input_stays_exact():
+    """window-drag and video playing while someone types, drags the terminal and clicks."""
+    import random
+
+    from guest_helpers import type_keys
+
+    from spice.guests.base import MouseButton
+
+    for workload in ("window-drag", "video-320x240"):
+        g = BuiltinGuest(800, 600, workload=workload, clock=lambda: datetime(2026, 1, 1))
+        s = Shadow(g)
+        rnd = random.Random(5)
+        await g.start()
+        try:
+            for _ in range(60):
+                type_keys(g, rnd.choice("abc \n"))
+                t = g.terminal
+                g.pointer_position(t.x + 40, t.y + 8, 0)
+                g.pointer_button(MouseButton.LEFT, True, 1)
+                g.pointer_motion(rnd.randint(-30, 30), rnd.randint(-20, 20), 1)
+                g.pointer_button(MouseButton.LEFT, False, 0)
+                t.write_line("x" * rnd.randint(0, 100))
+                await asyncio.sleep(0.01)
+        finally:
+            await g.stop()
+        await g.settle()
+        s.check()
+        assert len(s.frames) >= 30

@@ -114,6 +114,9 @@ class Terminal(Window):
     # -- line editing
     def key(self, key: str) -> None:
         """One key: a printable character or a name (Enter, Backspace, Left, C-c, ...)."""
+        if key in ("PageUp", "PageDown"):  # page through the scrollback
+            self.scroll_view((self.rows - 1) * (1 if key == "PageUp" else -1))
+            return
         self.offset = 0
         if key == "C-c":
             self._interrupt()
@@ -147,8 +150,6 @@ class Terminal(Window):
             self._history_step(-1 if key == "Up" else 1)
         elif key == "Tab":
             self._complete()
-        elif key == "PageUp":
-            self.scroll_view(self.rows - 1)
         self.invalidate_text()
 
     def type_text(self, text: str) -> None:
