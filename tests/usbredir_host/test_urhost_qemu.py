@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.peer, pytest.mark.timeout(240)]
 
 def redir_args(port: int, *, server: bool = True) -> list[str]:
     mode = "server=on,wait=off" if server else "reconnect=1"
-    return ["-chardev", f"socket,id=ur,host=127.0.0.1,port={port},{mode}",
+    return ["-chardev", f"socket,id=ur,host=127.0.0.1,port={port},{mode},nodelay=on",
             "-device", "usb-redir,chardev=ur,id=redir0,bus=ehci.0"]
 
 
