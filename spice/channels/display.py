@@ -103,7 +103,9 @@ class DisplayChannel(Channel):
             self.marked = True
         elif isinstance(cmd, DrawCopy):
             r = cmd.rect
-            self.send(DisplayMsg.DRAW_COPY, pd.build_draw_copy(r.left, r.top, r.right, r.bottom, cmd.image))
+            # the encoded image is shared by every client with the same caps: never copy it here
+            self.conn.protocol.send_parts(DisplayMsg.DRAW_COPY,
+                                          [pd.build_draw_copy_head(r.left, r.top, r.right, r.bottom), cmd.image])
         elif isinstance(cmd, DrawFill):
             r = cmd.rect
             self.send(DisplayMsg.DRAW_FILL, pd.build_draw_fill(r.left, r.top, r.right, r.bottom, cmd.color))
@@ -117,7 +119,8 @@ class DisplayChannel(Channel):
                 self.queue.append(None)
         elif isinstance(cmd, StreamData):
             mm = int(max(cmd.timestamp, time.monotonic()) * 1000) + STREAM_DELAY_MS
-            self.send(DisplayMsg.STREAM_DATA, pd.build_stream_data(cmd.stream_id, mm, cmd.data))
+            self.conn.protocol.send_parts(DisplayMsg.STREAM_DATA,
+                                          [pd.STREAM_DATA.pack(cmd.stream_id, mm & 0xFFFFFFFF, len(cmd.data)), cmd.data])
         elif isinstance(cmd, StreamCreate):
             r = cmd.rect
             self.send(DisplayMsg.STREAM_CREATE, pd.build_stream_create(cmd.stream_id, r.left, r.top, r.right,

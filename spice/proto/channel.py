@@ -64,11 +64,18 @@ class ChannelProtocol:
     # -- sending
     def send(self, msg_type: int, body: bytes = b"") -> None:
         """Queue one message (always queued; callers consult :attr:`window_open` first)."""
-        data = self.codec.encode(msg_type, body)
-        self._out.append(data)
-        self._out_bytes += len(data)
+        self.send_parts(msg_type, [body])
+
+    def send_parts(self, msg_type: int, parts: list[bytes]) -> None:
+        """Queue one message whose body is ``b"".join(parts)`` without joining it here
+        (large images are copied once, in :meth:`data_to_send`)."""
+        size = sum(len(p) for p in parts)
+        head = self.codec.header(msg_type, size)
+        self._out.append(head)
+        self._out.extend(parts)
+        self._out_bytes += len(head) + size
         self.messages_out += 1
-        self.bytes_out += len(data)
+        self.bytes_out += len(head) + size
         if self.ack_window:
             self.unacked += 1
 

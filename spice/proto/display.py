@@ -124,10 +124,15 @@ STREAM_DATA = struct.Struct("<III")
 DRAW_COPY_IMAGE_OFFSET = DRAW_COPY.size  # 57: the image follows the fixed part
 
 
+def build_draw_copy_head(left: int, top: int, right: int, bottom: int, surface_id: int = 0) -> bytes:
+    """The fixed 57 bytes of a DRAW_COPY whose SpiceImage follows immediately (OP_PUT, no mask)."""
+    return DRAW_COPY.pack(surface_id, top, left, bottom, right, 0, DRAW_COPY_IMAGE_OFFSET,
+                          0, 0, bottom - top, right - left, ROP_OP_PUT, 0, 0, 0, 0, 0)
+
+
 def build_draw_copy(left: int, top: int, right: int, bottom: int, image: bytes, surface_id: int = 0) -> bytes:
     """DRAW_COPY of a complete marshalled SpiceImage onto box (left, top, right, bottom), OP_PUT, no mask."""
-    return DRAW_COPY.pack(surface_id, top, left, bottom, right, 0, DRAW_COPY_IMAGE_OFFSET,
-                          0, 0, bottom - top, right - left, ROP_OP_PUT, 0, 0, 0, 0, 0) + image
+    return build_draw_copy_head(left, top, right, bottom, surface_id) + image
 
 
 def build_draw_fill(left: int, top: int, right: int, bottom: int, bgrx: int, surface_id: int = 0) -> bytes:
