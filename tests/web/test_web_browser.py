@@ -119,6 +119,9 @@ async def test_canvas_equals_guest_framebuffer_lossless():
             await wait_for(
                 lambda: canvas_matches_guest(page, srv.guest), what="canvas == framebuffer after text"
             )
+            # The status bar's latency comes from a main-channel round trip once a second.
+            await wait_for(lambda: page.evaluate("window.aiospice.lastLatency !== null"), what="latency figure")
+            assert (await page.inner_text("#latency")).endswith(" ms")
             stats = await page.evaluate("window.aiospice.stats()")
             assert stats["display"]["byType"], stats  # images were decoded in the browser
             print("image types drawn:", stats["display"]["byType"])
@@ -240,6 +243,13 @@ async def test_cursor_shape_follows_guest():
                 assert css.rsplit(")", 1)[1].strip().startswith(f"{want.hot_x} {want.hot_y},")
                 seen[name] = css
             assert len(set(seen.values())) == 3
+            # A shape too big for a CSS cursor is drawn as an overlay that follows the pointer.
+            await page.evaluate(
+                "window.aiospice.setCursor({width: 200, height: 150, hotX: 5, hotY: 6, unique: 'big',"
+                " rgba: new Uint8ClampedArray(200 * 150 * 4).fill(255)})"
+            )
+            assert await page.evaluate("document.getElementById('display').style.cursor") == "none"
+            assert await page.evaluate("!document.getElementById('cursor-overlay').hidden")
     finally:
         await srv.close()
 
