@@ -402,3 +402,48 @@ async def test_two_windows_moving_in_one_frame():
     g.flush()
     s.check()
     assert np.array_equal(d.compose(Rect(0, 0, *g.size)), g.framebuffer)
+
+
+def assert_terminal_pixels(g: BuiltinGuest) -> None:
+    """Every visible row on screen equals its text rendered with the glyph cache (cursor cell inverted)."""
+    t = g.terminal
+    rows, top, (cur_row, cur_col) = t._layout()
+    for r in range(t.rows):
+        i = top + r
+        text = (rows[i] if i < len(rows) else "").ljust(t.cols)
+        want = t.font.render(text, TERM_FG, TERM_BG).copy()
+        if i == cur_row and t.offset == 0:
+            cw = t.font.cell_w
+            want[:, cur_col * cw:(cur_col + 1) * cw] = t.font.cell(text[cur_col], TERM_BG, TERM_FG)
+        assert np.array_equal(row_pixels(g, r), want), (r, text)
+
+
+async def test_long_input_wraps_and_renders_exactly(guest, shadow):
+    t = guest.terminal
+    text = "echo " + "".join(chr(97 + i % 26) for i in range(t.cols * 2 + 7))
+    type_keys(guest, text)
+    await guest.settle()
+    assert_terminal_pixels(guest)
+    assert t.screen_lines[1:4] == [("$ " + text)[:t.cols], ("$ " + text)[t.cols:2 * t.cols],
+                                   ("$ " + text)[2 * t.cols:]]
+    for _ in range(t.cols + 3):
+        tap(guest, kb.LEFT)
+    type_keys(guest, "XY")
+    await guest.settle()
+    assert_terminal_pixels(guest)
+    tap(guest, kb.HOME)
+    await guest.settle()
+    assert_terminal_pixels(guest)
+    tap(guest, kb.ENTER)
+    await guest.settle()
+    assert_terminal_pixels(guest)
+    cut = len(text) - (t.cols + 3)
+    typed = text[:cut] + "XY" + text[cut:]
+    echoed = typed[5:]
+    n = -(-len(echoed) // t.cols)
+    assert "".join(t.lines[-1 - n:-1]) == echoed
+    for i in range(t.rows + 5):
+        t.write_line(f"fill {i}")
+    await guest.settle()
+    assert_terminal_pixels(guest)
+    assert (guest.framebuffer[:, :, 3] == 255).all()
