@@ -155,3 +155,34 @@ async def test_workload_with_user_input_stays_exact():
         await g.settle()
         s.check()
         assert len(s.frames) >= 30
+
+
+@pytest.mark.parametrize("size", [(320, 200), (333, 777), (3000, 200)])
+async def test_odd_sizes_with_input_and_workloads(size):
+    import random
+
+    from guest_helpers import type_keys
+
+    with pytest.raises(ValueError):
+        BuiltinGuest(319, 200)
+    for wl in (None, "scroll", "window-drag", "video-320x240", "many-small-fills"):
+        g = BuiltinGuest(*size, workload=wl, clock=lambda: datetime(2026, 1, 1))
+        s = Shadow(g)
+        rnd = random.Random(1)
+        if g.workload is not None:
+            await g.workload.prepare()
+        for i in range(40):
+            if g.workload is not None:
+                g.workload.step()
+                g.workload.steps += 1
+            type_keys(g, rnd.choice("ab \n"))
+            g.pointer_position(rnd.randrange(size[0]), rnd.randrange(size[1]), 0)
+            g.pointer_button(1, True, 1)
+            g.pointer_motion(rnd.randint(-50, 50), rnd.randint(-50, 50), 1)
+            g.pointer_button(1, False, 0)
+            g.pointer_button(4, True, 0)
+            if i % 3 == 0:
+                g.flush()
+        g.flush()
+        s.check()
+        assert len(s.frames) >= 10

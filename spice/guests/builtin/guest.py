@@ -35,7 +35,7 @@ class BuiltinGuest(Guest):
         super().__init__()
         if workload not in (None, "", "none") and workload not in WORKLOADS:
             raise ValueError(f"unknown workload {workload!r}; choose from {', '.join(sorted(WORKLOADS))}")
-        if width < 64 or height < 64 or width > 8192 or height > 8192:
+        if width < 320 or height < 200 or width > 8192 or height > 8192:
             raise ValueError(f"unsupported size {width}x{height}")
         self._scheduled = False
         self._rendering = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..base import Rect
+from .font import glyphs
 from .window import TITLE_H, Window
 
 if TYPE_CHECKING:
@@ -28,10 +29,12 @@ class Terminal(Window):
     """A text terminal; ``lines`` is what it shows (scrollback + the current prompt line)."""
 
     def __init__(self, x: int, y: int, w: int, h: int, prompt: str = "$ ") -> None:
+        font = glyphs()
+        cw, ch = font.cell_w, font.cell_h
+        w, h = max(w, 2 * PAD + 2 + 8 * cw), max(h, TITLE_H + 2 * PAD + 1 + 2 * ch)  # >= 8 x 2 cells
         super().__init__("Terminal", x, y, w, h, bg=TERM_BG)
-        cw, ch = self.font.cell_w, self.font.cell_h
-        self.cols = max(8, (w - 2 * PAD - 2) // cw)
-        self.rows = max(2, (h - TITLE_H - 2 * PAD - 1) // ch)
+        self.cols = (w - 2 * PAD - 2) // cw
+        self.rows = (h - TITLE_H - 2 * PAD - 1) // ch
         self.area = Rect(PAD + 1, TITLE_H + PAD, PAD + 1 + self.cols * cw, TITLE_H + PAD + self.rows * ch)
         self.prompt = prompt
         self.shell: Shell | None = None
