@@ -49,6 +49,9 @@ STREAM_DATA_OVERHEAD = 12
 STREAM_QUALITY = 70
 MAX_EXACT_RECTS = 32  # a damage-only frame with at most this many changed boxes is sent box by box
 SMALL_BAND_PIXELS = 4096  # bands this small are encoded with every lossless type; the smallest wins
+JPEG_MIN_PIXELS = 16384  # lossy clients get photographic pieces at least this big as JPEG
+JPEG_QUALITY = 80
+REFRESH_DELAY = 1.0  # lossy (JPEG) areas are redrawn losslessly after this long without change
 
 
 @dataclass
@@ -95,15 +98,25 @@ class DisplayClient:
         self._stream_serial = -1
         self._open_streams: set[int] = set()
         self._exact_ok = False  # dirty == exactly the latest frame's changes (send its exact boxes)
+        self._lossy = pipeline.grid.new_mask()  # cells showing JPEG content
+        self._refresh = pipeline.grid.new_mask()  # cells to redraw losslessly
+        self._lossy_since = 0.0
         self._last_take = -1e9
         self._wake_handle: asyncio.TimerHandle | None = None
         self.taken_serial = 0
         self.bytes_taken = 0
 
     @property
+    def lossy_allowed(self) -> bool:
+        return self.caps.lossy if self._pipeline.lossy is None else self._pipeline.lossy
+
+    @property
     def streams_allowed(self) -> bool:
-        lossy = self.caps.lossy if self._pipeline.lossy is None else self._pipeline.lossy
-        return lossy and self.caps.mjpeg
+        return self.lossy_allowed and self.caps.mjpeg
+
+    @property
+    def jpeg_allowed(self) -> bool:
+        return self.lossy_allowed and ImageType.JPEG in self.caps.types
 
     # -- consumer side
     @property
@@ -139,17 +152,31 @@ class DisplayClient:
                 out.append(p.stream_frame(s))
                 self._stream_serial = s.frame_serial
         total = sum(command_size(c) for c in out)
-        exact = p._exact if (self._exact_ok and s is None) else None
-        rects = exact if exact is not None else p.grid.rects(self._dirty)
+        grid = p.grid
+        jpeg = self.jpeg_allowed
+        refresh = self._dirty & self._refresh
+        exact = p._exact if (self._exact_ok and s is None and not refresh.any()) else None
+        rects = exact if exact is not None else grid.rects(self._dirty & ~refresh)
         self._exact_ok = False
-        bands = [b for r in rects for b in p.bands(r)]
+        bands = [(b, jpeg) for r in rects for b in p.bands(r)]
+        bands += [(b, False) for r in grid.rects(refresh) for b in p.bands(r)]
         self._dirty[:] = False
-        for i, band in enumerate(bands):
+        self._refresh[:] = False
+        for i, (band, lossy_ok) in enumerate(bands):
             if max_bytes is not None and total >= max_bytes and out:
-                for rest in bands[i:]:
-                    self._dirty[p.grid.outer(rest)] = True
+                for rest, rest_lossy in bands[i:]:
+                    self._dirty[grid.outer(rest)] = True
+                    if not rest_lossy and jpeg:
+                        self._refresh[grid.outer(rest)] = True
                 break
-            cmd = p.encode(band, self.caps)
+            cmd = p.encode(band, self.caps, lossy_ok)
+            if jpeg:
+                if isinstance(cmd, DrawCopy) and cmd.image[8] == ImageType.JPEG:
+                    self._lossy[grid.outer(band)] = True
+                    self._lossy_since = time.monotonic()
+                    p._arm_timer()
+                else:
+                    self._lossy[grid.inner(band)] = False
             out.append(cmd)
             total += command_size(cmd)
         self.taken_serial = p.serial
@@ -195,6 +222,8 @@ class DisplayClient:
         self._dirty = self._pipeline.grid.new_mask()
         self._frames_pending = 0
         self._stream = None
+        self._lossy = self._pipeline.grid.new_mask()
+        self._refresh = self._pipeline.grid.new_mask()
 
     def _join(self, s: VideoStream) -> None:
         self._ctrl.append(StreamCreate(s.id, s.rect))
@@ -206,6 +235,20 @@ class DisplayClient:
         self._ctrl.append(StreamDestroy(s.id))
         self._stream = None
         self._dirty[s.cells] = True  # lossless refresh of the area
+        if self.jpeg_allowed:
+            self._refresh[s.cells] = True
+
+    def _refresh_lossy(self, now: float) -> bool:
+        """Schedule a lossless redraw of JPEG areas that stayed unchanged; True if some remain lossy."""
+        if not self._lossy.any():
+            return False
+        if now - self._lossy_since < self._pipeline.refresh_delay:
+            return True
+        self._refresh |= self._lossy
+        self._dirty |= self._lossy
+        self._lossy[:] = False
+        self._notify()
+        return False
 
     def _degrade(self) -> None:
         grid = self._pipeline.grid
@@ -225,6 +268,7 @@ class DisplayClient:
         if not passthrough and self._cmds:
             self._degrade()
         dirty = self._dirty
+        lossy = self._lossy
         stream = self._stream
         for ev in events:
             kind = ev[0]
@@ -236,6 +280,7 @@ class DisplayClient:
                 rect = ev[1]
                 if passthrough:
                     dirty[grid.inner(rect)] = False
+                    lossy[grid.inner(rect)] = False
                     self._cmds.append(DrawFill(rect, ev[2] & 0xFFFFFF))
                 else:
                     dirty[grid.outer(rect)] = True
@@ -252,9 +297,14 @@ class DisplayClient:
                 if src_cells.any():
                     moved = grid.new_mask()
                     grid.mark_translated(dirty, src, dest.left - src.left, dest.top - src.top, moved)
+                lossy_src = bool(lossy[grid.outer(src)].any())
                 dirty[grid.inner(dest)] = False
                 if moved is not None:
                     dirty |= moved
+                if lossy_src:  # the copy carries JPEG pixels along: refresh the destination later
+                    lossy[grid.outer(dest)] = True
+                else:
+                    lossy[grid.inner(dest)] = False
                 self._cmds.append(CopyBits(src.left, src.top, dest))
         if len(self._cmds) > p.max_passthrough_cmds:
             self._degrade()
@@ -272,7 +322,7 @@ class DisplayPipeline:
     def __init__(self, guest: Guest, *, cell: int = 8, max_band_pixels: int = MAX_BAND_PIXELS,
                  max_passthrough_frames: int = 4, max_passthrough_cmds: int = 64,
                  refine: bool = True, max_fps: float | None = None, streams: bool = True,
-                 stream_idle: float = 0.5) -> None:
+                 stream_idle: float = 0.5, refresh_delay: float = REFRESH_DELAY) -> None:
         self.guest = guest
         self.cell = cell
         self.max_band_pixels = max_band_pixels
@@ -282,6 +332,7 @@ class DisplayPipeline:
         self.max_fps = max_fps
         self.streams = streams
         self.stream_idle = stream_idle
+        self.refresh_delay = refresh_delay
         #: when set, every image is encoded with this type (tests, benchmarks), whatever the caps say
         self.force_type: ImageType | None = None
         #: when not None, overrides every client's ``caps.lossy`` (server policy: allow MJPEG streams)
@@ -292,7 +343,7 @@ class DisplayPipeline:
         self._ids = itertools.count(1)
         self._stream_ids = itertools.count(0)
         self._stream: VideoStream | None = None
-        self._stream_timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self.serial = guest.frame_serial
         self._set_geometry()
         self._listener = GuestListener(on_frame=self._on_frame, on_resize=self._on_resize)
@@ -309,9 +360,9 @@ class DisplayPipeline:
         self.guest.remove_listener(self._listener)
         for c in list(self._clients):
             c.detach()
-        if self._stream_timer is not None:
-            self._stream_timer.cancel()
-            self._stream_timer = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     @property
     def clients(self) -> tuple[DisplayClient, ...]:
@@ -460,7 +511,7 @@ class DisplayPipeline:
         for c in self._clients:
             if c.streams_allowed and not c._full:
                 c._join(s)
-        self._arm_stream_timer()
+        self._arm_timer()
 
     def _end_stream(self) -> None:
         s, self._stream = self._stream, None
@@ -471,20 +522,26 @@ class DisplayPipeline:
                 c._leave(s)
                 c._notify()
 
-    def _arm_stream_timer(self) -> None:
-        if self._stream_timer is not None:
+    def _arm_timer(self) -> None:
+        """Run :meth:`tick` periodically while a stream is open or some client shows JPEG areas."""
+        if self._timer is not None:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        self._stream_timer = loop.call_later(self.stream_idle / 2, self._stream_tick)
+        self._timer = loop.call_later(min(self.stream_idle, self.refresh_delay) / 2, self._on_timer)
 
-    def _stream_tick(self) -> None:
-        self._stream_timer = None
-        self.check_stream(time.monotonic())
-        if self._stream is not None:
-            self._arm_stream_timer()
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.tick(time.monotonic()):
+            self._arm_timer()
+
+    def tick(self, now: float) -> bool:
+        """End a still video stream, schedule lossless refreshes; True while there is more to watch."""
+        self.check_stream(now)
+        lossy = [c._refresh_lossy(now) for c in list(self._clients)]
+        return self._stream is not None or any(lossy)
 
     def check_stream(self, now: float) -> None:
         """End the video stream if its area has been still for ``stream_idle`` seconds."""
@@ -509,6 +566,13 @@ class DisplayPipeline:
         return cmd  # type: ignore[return-value]
 
     # -- encoding
+    def _photographic(self, rect: Rect, px: np.ndarray) -> bool:
+        key = (rect, "photo")
+        hit = self._encoded.get(key)
+        if hit is None:
+            hit = self._encoded[key] = looks_photographic(px)  # type: ignore[assignment]
+        return bool(hit)
+
     def bands(self, r: Rect) -> list[Rect]:
         """Split ``r`` into pieces of at most ``max_band_pixels``, with cell-aligned row cuts."""
         out = []
@@ -523,8 +587,9 @@ class DisplayPipeline:
     def choose_type(self, caps: ImageCaps, pixels: np.ndarray) -> ImageType:
         return self.force_type if self.force_type is not None else caps.lossless_type
 
-    def encode(self, rect: Rect, caps: ImageCaps) -> DrawCommand:
-        """The command drawing ``rect`` of the current snapshot for a client with ``caps`` (shared)."""
+    def encode(self, rect: Rect, caps: ImageCaps, lossy: bool = False) -> DrawCommand:
+        """The command drawing ``rect`` of the current snapshot for a client with ``caps`` (shared);
+        ``lossy``: photographic pieces may be sent as JPEG."""
         px = self._shot[rect.top:rect.bottom, rect.left:rect.right]
         solid_key = (rect, None)
         cmd = self._encoded.get(solid_key)
@@ -542,8 +607,11 @@ class DisplayPipeline:
         if isinstance(cmd, DrawFill):
             return cmd
         image_type = self.choose_type(caps, px)
-        candidates = (image_type,)
-        if (self.force_type is None and rect.area <= SMALL_BAND_PIXELS and image_type == ImageType.LZ4
+        candidates: tuple[ImageType, ...] = (image_type,)
+        auto = self.force_type is None
+        if auto and lossy and rect.area >= JPEG_MIN_PIXELS and self._photographic(rect, px):
+            candidates = (ImageType.JPEG,)
+        elif (auto and rect.area <= SMALL_BAND_PIXELS and image_type == ImageType.LZ4
                 and ImageType.LZ_RGB in caps.types):
             candidates = (ImageType.LZ4, ImageType.LZ_RGB)
         key = (rect, candidates)
@@ -553,7 +621,13 @@ class DisplayPipeline:
             return cmd
         t0 = time.process_time()
         image_id = next(self._ids)
-        data = min((images.encode(t, px, image_id) for t in candidates), key=len)
+        if candidates == (ImageType.JPEG,):
+            data = images.encode_jpeg(px, image_id, quality=JPEG_QUALITY)
+        else:
+            data = min((images.encode(t, px, image_id) for t in candidates), key=len)
+            if (auto and data[8] == ImageType.LZ4 and len(data) > 0.8 * 4 * rect.area
+                    and ImageType.LZ_RGB in caps.types):  # incompressible for LZ4: LZ_RGB drops X
+                data = min(data, images.encode_lz_rgb(px, image_id), key=len)
         image_type = ImageType(data[8])
         self.stats.encode_seconds += time.process_time() - t0
         self.stats.encodes += 1

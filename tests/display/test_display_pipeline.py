@@ -112,6 +112,7 @@ def test_two_clients_share_encodes():
 
 def test_lz4_only_for_clients_that_announce_it():
     g = FakeGuest(200, 120)
+    g.fb[..., :3] = np.arange(200, dtype=np.uint8)[None, :, None] // 16  # compressible UI-like bands
     p = DisplayPipeline(g)
     no_lz4 = p.attach(ImageCaps.from_caps({3}, GTK_CAPS - {5}, "spice-gtk"), lambda: None)
     with_lz4 = p.attach(caps(), lambda: None)

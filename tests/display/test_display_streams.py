@@ -28,6 +28,7 @@ def video_frame(g: FakeGuest, t: int) -> None:
 
 def test_video_area_streams_to_lossy_clients_only_then_lossless_refresh():
     g = FakeGuest(256, 192, 7)
+    g.fb[..., :3] = 90  # flat desktop: only the video is photographic
     p = DisplayPipeline(g)
     lossy = p.attach(ImageCaps.from_caps({3}, GTK, "spice-gtk", lossy=True), lambda: None)
     exact = p.attach(ImageCaps.from_caps({3}, GTK, "spice-gtk"), lambda: None)
@@ -49,8 +50,7 @@ def test_video_area_streams_to_lossy_clients_only_then_lossless_refresh():
         assert np.array_equal(es.bgr(), visible(g.fb))
         s = p.active_stream
         outside = np.ones((192, 256), bool)
-        if s is not None:
-            outside[s.rect.top:s.rect.bottom, s.rect.left:s.rect.right] = False
+        outside[8:136, 16:184] = False  # VIDEO's cells: JPEG before the stream starts, then the stream
         assert np.array_equal(ls.bgr()[outside], visible(g.fb)[outside])
     s = p.active_stream
     assert s is not None and s.rect.intersect(VIDEO) == VIDEO and s.rect.area < 2 * VIDEO.area
@@ -99,3 +99,39 @@ def test_fps_cap_merges_frames():
 
     n, drained = asyncio.run(run())
     assert 1 <= n <= 4 and drained
+
+
+def test_photographic_stills_go_as_jpeg_then_lossless_once_still():
+    g = FakeGuest(320, 240, 10)
+    g.fb[..., :3] = 50
+    p = DisplayPipeline(g)
+    lossy = p.attach(ImageCaps.from_caps({3}, GTK, "spice-gtk", lossy=True), lambda: None)
+    html5 = p.attach(ImageCaps.from_caps({3}, {0, 4, 8, 9, 10}, "spice-html5", lossy=True), lambda: None)
+    exact = p.attach(ImageCaps.from_caps({3}, GTK, "spice-gtk"), lambda: None)
+    shadows = {c: ShadowCanvas(320, 240) for c in (lossy, html5, exact)}
+    for c, sh in shadows.items():
+        sh.apply(c.take())
+    photo = Rect(10, 20, 250, 180)
+    video_frame(g, 3)  # photographic content in VIDEO ...
+    g.damage(photo, "noise")  # ... and a bigger photo over it
+    g.finish()
+    got = {c: c.take() for c in shadows}
+    for c, cmds in got.items():
+        shadows[c].apply(cmds)
+    assert {x.image[8] for x in got[lossy] if hasattr(x, "image")} == {105}  # JPEG
+    assert {x.image[8] for x in got[html5] if hasattr(x, "image")} == {105}
+    assert 105 not in {x.image[8] for x in got[exact] if hasattr(x, "image")}
+    jpeg_bytes = sum(len(x.image) for x in got[lossy])
+    assert jpeg_bytes < sum(len(x.image) for x in got[exact])
+    assert np.array_equal(shadows[exact].bgr(), visible(g.fb))
+    assert not np.array_equal(shadows[lossy].bgr(), visible(g.fb))
+    # still for a while: the JPEG areas are redrawn losslessly
+    assert p.tick(time.monotonic()) and not lossy.pending
+    p.tick(time.monotonic() + 5)
+    for c in (lossy, html5):
+        assert c.pending
+        cmds = c.take()
+        assert cmds and 105 not in {x.image[8] for x in cmds if hasattr(x, "image")}
+        shadows[c].apply(cmds)
+        assert np.array_equal(shadows[c].bgr(), visible(g.fb))
+    assert not p.tick(time.monotonic() + 10)
