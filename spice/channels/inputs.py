@@ -38,18 +38,33 @@ class InputsChannel(Channel):
         self.guest = self.server.guest
         self.decoder = ScancodeDecoder()
         self.motions = 0
+        self.held: set[int] = set()  # keys down, released if the client goes away
+        self.buttons = 0
         self.listener = GuestListener(on_leds=self._on_leds)
         self.guest.add_listener(self.listener)
         self.send(InputsMsg.INIT, U16.pack(self.guest.leds & 7))
 
     def close(self) -> None:
+        """Release whatever this client still holds, as spice-server does on disconnect."""
         self.guest.remove_listener(self.listener)
+        for code in sorted(self.held):
+            self.guest.key_event(code, False)
+        self.held.clear()
+        for button in (1, 2, 3, 6, 7):
+            mask = 1 << (button - 1)
+            if self.buttons & mask:
+                self.buttons &= ~mask
+                self.guest.pointer_button(button, False, self.buttons)
 
     def _on_leds(self, leds: int) -> None:
         self.send(InputsMsg.KEY_MODIFIERS, U16.pack(leds & 7))
 
     def _keys(self, keys: list[tuple[int, bool]]) -> None:
         for code, pressed in keys:
+            if pressed:
+                self.held.add(code)
+            else:
+                self.held.discard(code)
             self.guest.key_event(code, pressed)
 
     def _motion_ack(self) -> None:
@@ -79,16 +94,19 @@ class InputsChannel(Channel):
         elif t == InputsMsgc.MOUSE_MOTION:
             self.check_size(msg, MOTION.size)
             dx, dy, buttons = MOTION.unpack_from(body)
+            self.buttons = buttons
             self.guest.pointer_motion(dx, dy, buttons)
             self._motion_ack()
         elif t == InputsMsgc.MOUSE_POSITION:
             self.check_size(msg, POSITION.size)
             x, y, buttons, display_id = POSITION.unpack_from(body)
             if display_id == 0:
+                self.buttons = buttons
                 self.guest.pointer_position(x, y, buttons)
             self._motion_ack()
         elif t in (InputsMsgc.MOUSE_PRESS, InputsMsgc.MOUSE_RELEASE):
             self.check_size(msg, BUTTON.size)
             button, buttons = BUTTON.unpack_from(body)
             if 1 <= button <= 7:
+                self.buttons = buttons
                 self.guest.pointer_button(button, t == InputsMsgc.MOUSE_PRESS, buttons)

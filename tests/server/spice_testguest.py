@@ -63,6 +63,13 @@ class PaintGuest(Guest):
                 lst.on_resize(width, height)
         self._frame([Damage(Rect(0, 0, width, height))])
 
+    def stripes(self, rect: Rect) -> None:
+        """A compressible pattern (vertical colour stripes)."""
+        xs = np.arange(rect.left, rect.right, dtype=np.uint16)
+        row = np.stack([(xs * 3) % 256, (xs // 7) % 256, (xs * 11) % 256, np.zeros_like(xs)], -1).astype(np.uint8)
+        self.fb[rect.top:rect.bottom, rect.left:rect.right] = row[None]
+        self._frame([Damage(rect)])
+
     def _frame(self, ops) -> None:
         self.serial += 1
         self._emit_frame(Frame(ops, self.serial, time.monotonic()))
