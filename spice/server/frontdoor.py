@@ -36,6 +36,10 @@ from spice.server.websocket import FIRST_DATA_TIMEOUT, WsStats, run_spice_over_w
 log = logging.getLogger(__name__)
 
 WS_MAX_SIZE = 4 << 20
+# websockets logs every handshake at INFO ("connection open"); the SPICE side already logs each
+# channel, so keep the library's own messages to warnings unless someone lowers this level.
+WS_PROTOCOL_LOG = logging.getLogger("spice.server.websocket.protocol")
+WS_PROTOCOL_LOG.setLevel(logging.WARNING)
 _static_by_root: dict[str, StaticFiles] = {}
 
 
@@ -153,7 +157,9 @@ async def handle_http(server, reader, writer, first: bytes, *, spice_handler=Non
             metrics.count_http(exc.status)
             await _send(writer, error_response(exc.status, str(exc)).render())
             return
-        proto = ServerProtocol(select_subprotocol=_select_binary, max_size=WS_MAX_SIZE)
+        proto = ServerProtocol(
+            select_subprotocol=_select_binary, max_size=WS_MAX_SIZE, logger=WS_PROTOCOL_LOG
+        )
         proto.receive_data(head)
         events = proto.events_received()
         if not events:

@@ -35,6 +35,17 @@ async def test_index_served_with_mime_csp_and_etag(frontdoor):
     assert status2 == 304 and body2 == b"" and headers2["etag"] == etag
 
 
+async def test_head_request(frontdoor):
+    reader, writer = await asyncio.open_connection("127.0.0.1", frontdoor.port)
+    writer.write(b"HEAD /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    async with asyncio.timeout(5):
+        raw = await reader.read()
+    writer.close()
+    status, headers, body = parse_response(raw)
+    assert status == 200 and body == b""
+    assert int(headers["content-length"]) == (DEFAULT_ROOT / "index.html").stat().st_size
+
+
 async def test_javascript_mime(frontdoor):
     js = sorted(DEFAULT_ROOT.rglob("*.js"))
     if not js:

@@ -59,15 +59,20 @@ export class DisplayChannel extends Channel {
     }
   }
 
+  // Dirty rectangles of the primary surface, presented once per animation frame.  Few small
+  // rectangles are put one by one; many (or large overlapping ones) become their bounding box.
   markDirty(s, rect) {
     if (!s.primary) return;
-    const d = this.dirty;
-    if (!d) this.dirty = { ...rect };
+    const list = this.dirty || (this.dirty = []);
+    if (list.length < 64) list.push({ x: rect.x, y: rect.y, w: rect.w, h: rect.h });
     else {
-      const x = Math.min(d.x, rect.x), y = Math.min(d.y, rect.y);
-      d.w = Math.max(d.x + d.w, rect.x + rect.w) - x;
-      d.h = Math.max(d.y + d.h, rect.y + rect.h) - y;
-      d.x = x; d.y = y;
+      const u = list[0];
+      const x = Math.min(u.x, rect.x), y = Math.min(u.y, rect.y);
+      u.w = Math.max(u.x + u.w, rect.x + rect.w) - x;
+      u.h = Math.max(u.y + u.h, rect.y + rect.h) - y;
+      u.x = x; u.y = y;
+      list.length = 1;
+      list.overflow = true;
     }
     if (!this.rafPending) {
       this.rafPending = true;
@@ -77,12 +82,24 @@ export class DisplayChannel extends Channel {
 
   present() {
     this.rafPending = false;
-    const s = this.primary, d = this.dirty;
+    const s = this.primary, list = this.dirty;
     this.dirty = null;
-    if (!s || !d) return;
+    if (!s || !list || !list.length) return;
     const t0 = performance.now();
     const ctx = this.client.context();
-    if (ctx) ctx.putImageData(s.imageData, 0, 0, d.x, d.y, d.w, d.h);
+    if (ctx) {
+      let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity, area = 0;
+      for (const d of list) {
+        x0 = Math.min(x0, d.x); y0 = Math.min(y0, d.y);
+        x1 = Math.max(x1, d.x + d.w); y1 = Math.max(y1, d.y + d.h);
+        area += d.w * d.h;
+      }
+      if (list.overflow || area * 2 > (x1 - x0) * (y1 - y0)) {
+        ctx.putImageData(s.imageData, 0, 0, x0, y0, x1 - x0, y1 - y0);
+      } else {
+        for (const d of list) ctx.putImageData(s.imageData, 0, 0, d.x, d.y, d.w, d.h);
+      }
+    }
     const dt = performance.now() - t0;
     this.stats.presents++;
     this.stats.presentMs += dt;
