@@ -14,7 +14,7 @@ import numpy as np
 
 from ..base import Rect
 from .font import bgrx, fill_value, glyphs
-from .surface import Surface, copy_block
+from .surface import Surface, add_merged, copy_block
 from .window import Window
 
 BACKGROUND = 0x2F5D73
@@ -170,10 +170,13 @@ class Desktop:
             self._apply_move(win, copy=len(moved) == 1)
         for win in list(self.windows):
             win.sync()
-        exposed, self._exposed = self._exposed, []
+        exposed: list[Rect] = []
+        for r in self._exposed:
+            add_merged(exposed, r)
+        self._exposed = []
         for win in self.windows:
             for r in win.dirty:
-                exposed.append(r.translate(win.x, win.y))
+                add_merged(exposed, r.translate(win.x, win.y))
             win.dirty = []
         for r in exposed:
             self.repaint(r)

@@ -23,6 +23,23 @@ def changed_bbox(old: np.ndarray, new: np.ndarray) -> tuple[int, int, int, int] 
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
+def add_merged(rects: list[Rect], rect: Rect) -> None:
+    """Append ``rect`` to ``rects``, first absorbing rectangles it touches when the union wastes little."""
+    merged = True
+    while merged:
+        merged = False
+        for i, d in enumerate(rects):
+            if d.left > rect.right or rect.left > d.right or d.top > rect.bottom or rect.top > d.bottom:
+                continue  # neither overlapping nor touching
+            u = d.union(rect)
+            if u == d or u.area <= (d.area + rect.area) * 1.25:
+                rect = u
+                del rects[i]
+                merged = True
+                break
+    rects.append(rect)
+
+
 def copy_block(a: np.ndarray, src: Rect, dx: int, dy: int) -> None:
     """``a[src + (dx, dy)] = a[src]`` in place; vertical moves go in non-overlapping row bands (no temp copy)."""
     x0, x1 = src.left, src.right
@@ -117,19 +134,7 @@ class Surface:
     # -- damage bookkeeping
     def _add_damage(self, rect: Rect) -> None:
         rects = self._damage
-        merged = True
-        while merged:
-            merged = False
-            for i, d in enumerate(rects):
-                u = d.union(rect)
-                touching = not Rect(d.left, d.top, d.right + 1, d.bottom + 1).intersect(
-                    Rect(rect.left, rect.top, rect.right + 1, rect.bottom + 1)).is_empty()
-                if touching and u.area <= (d.area + rect.area) * 1.25 or u == d:
-                    rect = u
-                    del rects[i]
-                    merged = True
-                    break
-        rects.append(rect)
+        add_merged(rects, rect)
         if len(rects) > self.MAX_DAMAGE_RECTS:  # keep op lists bounded: merge the two closest
             rects.sort(key=lambda r: (r.top, r.left))
             a, b = rects.pop(), rects.pop()
