@@ -1,0 +1,95 @@
+"""spice-html5 0.3 (Chromium) decodes what the html5 profile gets — LZ_RGB, fills, COPY_BITS — exactly,
+on adversarial content (noise, UI, flat areas, overlapping copies)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import sys
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fakeguest import FakeGuest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
+from browser import chromium, chromium_available, new_page  # noqa: E402
+
+from spice.display.caps import ImageType  # noqa: E402
+from spice.server.config import ServerConfig  # noqa: E402
+from spice.server.server import SpiceServer  # noqa: E402
+
+HTML5_DIR = Path("/usr/share/spice-html5")
+W, H = 256, 160
+pytestmark = [
+    pytest.mark.peer,
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(not chromium_available(), reason="chromium or playwright missing"),
+    pytest.mark.skipif(not (HTML5_DIR / "spice_auto.html").exists(), reason="spice-html5 not installed"),
+]
+
+CANVAS_JS = """() => {
+  const c = document.getElementById('spice_surface_0');
+  if (!c) return null;
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let s = '';
+  for (let i = 0; i < d.length; i += 0x8000) s += String.fromCharCode.apply(null, d.subarray(i, i + 0x8000));
+  return [c.width, c.height, btoa(s)];
+}"""
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+async def canvas_bgr(page) -> np.ndarray | None:
+    res = await page.evaluate(CANVAS_JS)
+    if not res:
+        return None
+    w, h, b64 = res
+    return np.frombuffer(base64.b64decode(b64), np.uint8).reshape(h, w, 4)[..., 2::-1]
+
+
+async def test_spice_html5_decodes_lz_rgb_fills_and_copies_exactly():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(HTML5_DIR)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    site = f"http://127.0.0.1:{httpd.server_address[1]}"
+    guest = FakeGuest(W, H, seed=11)
+    srv = SpiceServer(guest, ServerConfig(port=0, disable_ticketing=True, extra={"allow_origin": [site]}))
+    await srv.start()
+    pipeline = srv.display_pipeline
+    try:
+        async with chromium() as browser:
+            page = await new_page(browser)
+            await page.goto(f"{site}/spice_auto.html?host=127.0.0.1&port={srv.ports['plain']}&path=spice")
+
+            async def matches() -> bool:
+                bgr = await canvas_bgr(page)
+                return bgr is not None and np.array_equal(bgr, guest.fb[..., :3])
+
+            for _ in range(60):
+                if await matches():
+                    break
+                await asyncio.sleep(0.25)
+            assert await matches(), "first screen differs"
+            for _ in range(3):
+                for _ in range(8):
+                    for _ in range(3):
+                        guest.random_op()
+                    guest.finish()
+                    await asyncio.sleep(0.03)
+                for _ in range(60):
+                    if await matches():
+                        break
+                    await asyncio.sleep(0.25)
+                assert await matches(), "canvas differs from the guest after updates"
+            assert set(pipeline.stats.by_type) == {ImageType.LZ_RGB}
+            assert not [x for x in page.console_lines if "unhandled" in x.lower() or "unknown" in x.lower()]
+    finally:
+        await srv.close()
+        httpd.shutdown()
+        httpd.server_close()
