@@ -448,6 +448,8 @@ class ClientLink:
                         self.state = "failed"
                         events.append(LinkResult(link_error(err), False))
                         break
+                    if self._size < LINK_REPLY_SIZE:
+                        raise LinkProtocolError(LinkError.INVALID_DATA, f"link reply of {self._size} bytes")
                     if len(self._buf) < self._size:
                         break
                     raw = bytes(self._buf[:self._size])
@@ -462,7 +464,10 @@ class ClientLink:
                         if CommonCap.AUTH_SPICE not in common:
                             raise LinkProtocolError(LinkError.ERROR, "server offers no SPICE ticket auth")
                         self._out += struct.pack("<I", AuthMechanism.SPICE)
-                    self._out += encrypt_ticket(bytes(r.pub_key), self.password)
+                    try:
+                        self._out += encrypt_ticket(bytes(r.pub_key), self.password)
+                    except (ValueError, TypeError) as err:
+                        raise LinkProtocolError(LinkError.ERROR, f"cannot use the server's key: {err}") from err
                     self.state = "result"
                 elif self.state == "result":
                     if len(self._buf) < 4:
