@@ -61,7 +61,8 @@ def test_non_loopback_without_tls_warns():
     assert ServerConfig(host="0.0.0.0", password="x", port=None, tls_port=5901).exposure_warning() is None
 
 
-async def test_serve_builtin_and_sigint_closes_clients_cleanly():
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+async def test_serve_builtin_and_signal_closes_clients_cleanly(sig):
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "spice.cli", "serve", "--port", "0", "--size", "320x200",
         env={**ENV, "AIOSPICE_PASSWORD": "envpw"}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -74,7 +75,7 @@ async def test_serve_builtin_and_sigint_closes_clients_cleanly():
         with pytest.raises(LinkRefused) as e:
             await TestChannel.connect(port, ChannelType.MAIN, password="wrong")
         assert e.value.code == LinkError.PERMISSION_DENIED
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         for ch in (main, inp):
             await ch.read_until_closed(10)
             assert any(isinstance(e, PeerDisconnecting) for e in ch.events), (ch.messages, ch.events)

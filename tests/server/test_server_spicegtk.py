@@ -199,6 +199,24 @@ async def test_remote_viewer_under_xvfb_shows_the_guest(tmp_path):
                         break
                 assert found is not None, "the guest screen never appeared in the remote-viewer window"
                 assert srv.stats.channel("display").connections_open == 1
+                # keyboard and mouse drive the guest through remote-viewer (xdotool as the user)
+                guest = srv.guest
+                env = {"DISPLAY": display}
+                _rc, out = await spicegtk.run(["xdotool", "search", "--class", "remote-viewer"], 10, env=env)
+                for win in out.split():
+                    await spicegtk.run(["xdotool", "windowfocus", "--sync", win], 5, env=env)
+                await spicegtk.run(["xdotool", "type", "--delay", "40", "echo rv"], 20, env=env)
+                await spicegtk.run(["xdotool", "key", "Return"], 10, env=env)
+                panel, b = guest.panel, guest.button.rect_local
+                bx, by = found[0] + panel.x + (b.left + b.right) // 2, found[1] + panel.y + (b.top + b.bottom) // 2
+                await spicegtk.run(["xdotool", "mousemove", "--sync", str(bx), str(by), "click", "1"], 10, env=env)
+                for _ in range(40):
+                    lines = guest.terminal.lines
+                    if "$ echo rv" in lines and guest.button.clicks:
+                        break
+                    await asyncio.sleep(0.25)
+                assert "$ echo rv" in lines and lines[lines.index("$ echo rv") + 1] == "rv", lines[-4:]
+                assert guest.button.clicks == 1
             finally:
                 proc.terminate()
                 try:
