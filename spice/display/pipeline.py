@@ -320,7 +320,7 @@ class DisplayPipeline:
     """
 
     def __init__(self, guest: Guest, *, cell: int = 8, max_band_pixels: int = MAX_BAND_PIXELS,
-                 max_passthrough_frames: int = 4, max_passthrough_cmds: int = 64,
+                 max_passthrough_frames: int = 4, max_passthrough_cmds: int = 1024,
                  refine: bool = True, max_fps: float | None = None, streams: bool = True,
                  stream_idle: float = 0.5, refresh_delay: float = REFRESH_DELAY) -> None:
         self.guest = guest
