@@ -447,3 +447,21 @@ async def test_long_input_wraps_and_renders_exactly(guest, shadow):
     await guest.settle()
     assert_terminal_pixels(guest)
     assert (guest.framebuffer[:, :, 3] == 255).all()
+
+
+async def test_direct_fill_while_another_window_moves():
+    from spice.guests.builtin.window import Window
+
+    g = BuiltinGuest(800, 600, clock=lambda: FROZEN)
+    s = Shadow(g)
+    canvas = Window("", 0, 24, 800, 576, bg=0, movable=False, titled=False)
+    g.desktop.add(canvas)
+    g.desktop.raise_(canvas)
+    g.desktop.raise_(g.panel)  # the panel sits on the canvas
+    g.flush()
+    p = g.panel.rect
+    g.desktop.move(g.panel, 0, 300)  # pending: its old place still shows the panel
+    g.desktop.fill_window(canvas, Rect(p.left, p.top - 24, p.right, p.bottom - 24), 0x123456)
+    g.flush()
+    s.check()
+    assert np.array_equal(g.desktop.compose(Rect(0, 0, 800, 600)), g.framebuffer)

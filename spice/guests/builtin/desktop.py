@@ -104,7 +104,7 @@ class Desktop:
             return
         win.buf[r.top:r.bottom, r.left:r.right] = bgrx(rgb)
         screen = r.translate(win.x, win.y)
-        if (win.x, win.y) == self._shown.get(id(win)) and not self._obscured(win, screen):
+        if self._direct(win, screen):
             self.surface.fill(screen, fill_value(rgb))
         else:
             win.dirty.append(r)
@@ -120,8 +120,7 @@ class Desktop:
         lo, hi = rects[:, :2].min(axis=0), rects[:, 2:].max(axis=0)
         box = Rect(int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1]))
         screen = box.translate(win.x, win.y)
-        if (win.x, win.y) == self._shown.get(id(win)) and not self._obscured(win, screen) \
-                and screen.intersect(self.bounds) == screen:
+        if self._direct(win, screen) and screen.intersect(self.bounds) == screen:
             self.surface.fill_many(rects + np.array([win.x, win.y, win.x, win.y]), colors)
         else:
             win.dirty.append(box)
@@ -133,6 +132,11 @@ class Desktop:
             if r.left <= x < r.right and r.top <= y < r.bottom:
                 return win
         return None
+
+    def _direct(self, win: Window, screen: Rect) -> bool:
+        """May ``win`` draw straight to screen rect ``screen`` now (nothing above it, no move pending)?"""
+        return win in self.windows and not self._obscured(win, screen) and \
+            all((w.x, w.y) == self._shown.get(id(w)) for w in self.windows)
 
     def _shown_rect(self, win: Window) -> Rect:
         x, y = self._shown.get(id(win), (win.x, win.y))
