@@ -120,7 +120,9 @@ async def test_canvas_equals_guest_framebuffer_lossless():
                 lambda: canvas_matches_guest(page, srv.guest), what="canvas == framebuffer after text"
             )
             # The status bar's latency comes from a main-channel round trip once a second.
-            await wait_for(lambda: page.evaluate("window.aiospice.lastLatency !== null"), what="latency figure")
+            await wait_for(
+                lambda: page.evaluate("window.aiospice.lastLatency !== null"), what="latency figure"
+            )
             assert (await page.inner_text("#latency")).endswith(" ms")
             stats = await page.evaluate("window.aiospice.stats()")
             assert stats["display"]["byType"], stats  # images were decoded in the browser

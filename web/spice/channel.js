@@ -45,7 +45,11 @@ export class Channel {
         this.bytesIn += ev.data.byteLength;
         this.client.countBytes(ev.data.byteLength);
         this.queue.push(ev.data);
-        this._pump().catch((err) => this._fail(err));
+        this._pump().catch((err) => {
+          console.error(`channel ${this.type}: ${err.message}`);
+          this._fail(err);
+          if (this.ws) this.ws.close(); // protocol error: drop the socket (the client reconnects)
+        });
       };
       ws.onerror = () => this._fail(new Error("websocket error"));
       ws.onclose = (ev) => {
