@@ -465,3 +465,18 @@ async def test_direct_fill_while_another_window_moves():
     g.flush()
     s.check()
     assert np.array_equal(g.desktop.compose(Rect(0, 0, 800, 600)), g.framebuffer)
+
+
+async def test_scroll_in_the_frame_a_window_above_is_removed(guest, shadow):
+    from spice.guests.builtin.window import Window
+
+    t = guest.terminal
+    for i in range(t.rows):
+        t.write_line(f"x{i}")
+    note = Window("Note", t.x + 40, t.y + 60, 200, 120)
+    guest.desktop.add(note)
+    await guest.settle()
+    guest.desktop.remove(note)
+    t.write_line("scrolls as the note goes")
+    await guest.settle()
+    assert np.array_equal(guest.desktop.compose(Rect(0, 0, *guest.size)), guest.framebuffer)

@@ -160,8 +160,10 @@ class Desktop:
             if not m.is_empty():
                 win.dirty.append(m.translate(0, dy))
         screen = src.translate(win.x, win.y)
+        both = screen.translate(0, dy).union(screen)
         if win in self.windows and (win.x, win.y) == self._shown.get(id(win)) and \
-                screen.intersect(self.bounds) == screen and not self._obscured(win, screen.translate(0, dy).union(screen)):
+                screen.intersect(self.bounds) == screen and not self._obscured(win, both) and \
+                all(e.intersect(both).is_empty() for e in self._exposed):  # screen there is up to date
             self.surface.copy(screen, screen.left, screen.top + dy)
         else:
             win.invalidate(area)
