@@ -480,3 +480,16 @@ async def test_scroll_in_the_frame_a_window_above_is_removed(guest, shadow):
     t.write_line("scrolls as the note goes")
     await guest.settle()
     assert np.array_equal(guest.desktop.compose(Rect(0, 0, *guest.size)), guest.framebuffer)
+
+
+async def test_move_in_the_frame_a_window_above_is_removed(guest, shadow):
+    from spice.guests.builtin.window import Window
+
+    p = guest.panel
+    note = Window("Note", p.x + 40, p.y + 60, 200, 120)
+    guest.desktop.add(note)
+    await guest.settle()
+    guest.desktop.remove(note)
+    guest.desktop.move(p, p.x - 200, p.y + 150)
+    await guest.settle()
+    assert np.array_equal(guest.desktop.compose(Rect(0, 0, *guest.size)), guest.framebuffer)

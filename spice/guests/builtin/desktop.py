@@ -191,7 +191,7 @@ class Desktop:
         old, new = self._shown_rect(win), win.rect
         self._shown[id(win)] = (win.x, win.y)
         if copy and not self._obscured(win, old.union(new)) and old.intersect(self.bounds) == old \
-                and new.intersect(self.bounds) == new:
+                and new.intersect(self.bounds) == new and all(e.intersect(old).is_empty() for e in self._exposed):
             self.surface.copy(old, new.left, new.top)
         else:
             self._exposed.append(new)
