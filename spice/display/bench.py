@@ -21,6 +21,7 @@ from spice.display.synthetic import SyntheticGuest
 
 GTK_COMMON = {0, 2, 3}
 GTK_DISPLAY = {0, 1, 2, 3, 4, 5, 7, 8, 9}
+GTK_CACHE_PIXELS = 20971520  # spice-gtk 0.42 DISPLAY_INIT pixmap_cache_size
 DEFAULT_WORKLOADS = "idle-clock,typing,window-drag,full-redraw"
 
 
@@ -76,7 +77,8 @@ async def run_one(args, workload: str, type_name: str) -> dict:
 
     pipeline._listener.on_frame = timed_frame
     force = None if type_name == "AUTO" else ImageType[type_name]
-    caps = ImageCaps.from_caps(GTK_COMMON, GTK_DISPLAY, "spice-gtk", force=force, lossy=args.lossy)
+    caps = ImageCaps.from_caps(GTK_COMMON, GTK_DISPLAY, "spice-gtk", force=force, lossy=args.lossy,
+                               cache_pixels=GTK_CACHE_PIXELS)
     loop = asyncio.get_running_loop()
     stats = {"bytes": 0, "takes": 0}
     shadows: list[ShadowCanvas] = []
@@ -127,13 +129,14 @@ async def run_one(args, workload: str, type_name: str) -> dict:
     return {"workload": workload, "type": type_name, "guest": guest.name, "fps": frames / wall,
             "cpu_ms": 1000 * cpu / f, "pipe_ms": 1000 * spent[0] / f,
             "bytes": stats["bytes"] / f / args.clients, "kbps": stats["bytes"] / wall / args.clients / 1024,
-            "shared": pipeline.stats.shared, "streams": pipeline.stats.stream_frames, "ok": ok}
+            "shared": pipeline.stats.shared, "streams": pipeline.stats.stream_frames,
+            "cached": pipeline.stats.cache_hits, "ok": ok}
 
 
 async def _main(args) -> int:
     print(f"display pipeline, {args.size}, {args.seconds:g} s per run, {args.clients} client(s)")
     print(f"{'workload':<16} {'type':<7} {'guest':<9} {'frames/s':>8} {'cpu ms/f':>9} {'pipe ms/f':>9} "
-          f"{'bytes/f/client':>14} {'KiB/s/client':>12} {'shared':>6} {'mjpeg':>5} {'verify':>6}")
+          f"{'bytes/f/client':>14} {'KiB/s/client':>12} {'shared':>6} {'mjpeg':>5} {'cached':>6} {'verify':>6}")
     bad = 0
     for workload in args.workloads.split(","):
         for t in args.types.upper().split(","):
@@ -142,7 +145,7 @@ async def _main(args) -> int:
             bad += r["ok"] is False
             print(f"{r['workload']:<16} {r['type']:<7} {r['guest']:<9} {r['fps']:8.1f} {r['cpu_ms']:9.2f} "
                   f"{r['pipe_ms']:9.2f} {r['bytes']:14.0f} {r['kbps']:12.1f} {r['shared']:6d} {r['streams']:5d} "
-                  f"{verdict:>6}",
+                  f"{r['cached']:6d} {verdict:>6}",
                   flush=True)
     if args.wire:
         bad += await _wire(args)

@@ -17,8 +17,11 @@ the stream ends its area is redrawn losslessly.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
+import struct
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -31,6 +34,7 @@ from spice.display.commands import (
     DrawCommand,
     DrawCopy,
     DrawFill,
+    InvalList,
     Resize,
     StreamCreate,
     StreamData,
@@ -51,6 +55,8 @@ MAX_EXACT_RECTS = 32  # a damage-only frame with at most this many changed boxes
 SMALL_BAND_PIXELS = 4096  # bands this small are encoded with every lossless type; the smallest wins
 JPEG_MIN_PIXELS = 16384  # lossy clients get photographic pieces at least this big as JPEG
 JPEG_QUALITY = 80
+CACHE_MIN_PIXELS = 1024  # lossless images at least this big go through the client's pixmap cache
+CACHE_LIMIT_PIXELS = 8 << 20  # at most this much of a client's pixmap cache is used (32 MiB of BGRX)
 REFRESH_DELAY = 1.0  # lossy (JPEG) areas are redrawn losslessly after this long without change
 
 
@@ -63,6 +69,7 @@ class PipelineStats:
     encoded_bytes: int = 0
     encode_seconds: float = 0.0
     streams: int = 0
+    cache_hits: int = 0
     stream_frames: int = 0
     by_type: dict[int, int] = field(default_factory=dict)
 
@@ -101,6 +108,10 @@ class DisplayClient:
         self._lossy = pipeline.grid.new_mask()  # cells showing JPEG content
         self._refresh = pipeline.grid.new_mask()  # cells to redraw losslessly
         self._lossy_since = 0.0
+        limit = min(caps.cache_pixels, CACHE_LIMIT_PIXELS) if pipeline.image_cache else 0
+        self._cache_limit = limit
+        self._cache: OrderedDict[int, int] = OrderedDict()  # image id -> pixels, least recently used first
+        self._cache_used = 0
         self._last_take = -1e9
         self._wake_handle: asyncio.TimerHandle | None = None
         self.taken_serial = 0
@@ -170,6 +181,9 @@ class DisplayClient:
                         self._refresh[grid.outer(rest)] = True
                 break
             cmd = p.encode(band, self.caps, lossy_ok)
+            if (self._cache_limit and isinstance(cmd, DrawCopy) and band.area >= CACHE_MIN_PIXELS
+                    and cmd.image[8] != ImageType.JPEG):
+                cmd = self._through_cache(cmd, out)
             if jpeg:
                 if isinstance(cmd, DrawCopy) and cmd.image[8] == ImageType.JPEG:
                     self._lossy[grid.outer(band)] = True
@@ -183,6 +197,29 @@ class DisplayClient:
         self.bytes_taken += total
         self._last_take = time.monotonic()
         return out
+
+    def _through_cache(self, cmd: DrawCopy, out: list[DrawCommand]) -> DrawCopy:
+        """FROM_CACHE if this client has the image, else the image with CACHE_ME (after an INVAL_LIST
+        for what it evicts); the server owns the client's cache accounting (spice.md §6.9)."""
+        p = self._pipeline
+        image_id = int.from_bytes(cmd.image[:8], "little")
+        area = cmd.rect.area
+        if image_id in self._cache:
+            self._cache.move_to_end(image_id)
+            p.stats.cache_hits += 1
+            return p.from_cache(cmd.rect, image_id)
+        if area > self._cache_limit:
+            return cmd
+        evicted = []
+        while self._cache and self._cache_used + area > self._cache_limit:
+            old, pixels = self._cache.popitem(last=False)
+            self._cache_used -= pixels
+            evicted.append(old)
+        if evicted:
+            out.append(InvalList(tuple(evicted)))
+        self._cache[image_id] = area
+        self._cache_used += area
+        return p.cache_me(cmd)
 
     def detach(self) -> None:
         if self._wake_handle is not None:
@@ -322,7 +359,8 @@ class DisplayPipeline:
     def __init__(self, guest: Guest, *, cell: int = 8, max_band_pixels: int = MAX_BAND_PIXELS,
                  max_passthrough_frames: int = 4, max_passthrough_cmds: int = 1024,
                  refine: bool = True, max_fps: float | None = None, streams: bool = True,
-                 stream_idle: float = 0.5, refresh_delay: float = REFRESH_DELAY) -> None:
+                 stream_idle: float = 0.5, refresh_delay: float = REFRESH_DELAY,
+                 image_cache: bool = True) -> None:
         self.guest = guest
         self.cell = cell
         self.max_band_pixels = max_band_pixels
@@ -333,6 +371,7 @@ class DisplayPipeline:
         self.streams = streams
         self.stream_idle = stream_idle
         self.refresh_delay = refresh_delay
+        self.image_cache = image_cache
         #: when set, every image is encoded with this type (tests, benchmarks), whatever the caps say
         self.force_type: ImageType | None = None
         #: when not None, overrides every client's ``caps.lossy`` (server policy: allow MJPEG streams)
@@ -566,6 +605,25 @@ class DisplayPipeline:
         return cmd  # type: ignore[return-value]
 
     # -- encoding
+    @staticmethod
+    def _content_id(px: np.ndarray) -> int:
+        """A 64-bit id naming these pixels (size included): the pixmap-cache key."""
+        h = hashlib.blake2b(struct.pack("<II", px.shape[1], px.shape[0]), digest_size=8)
+        h.update(np.ascontiguousarray(px).data)
+        return int.from_bytes(h.digest(), "little") | 1
+
+    def cache_me(self, cmd: DrawCopy) -> DrawCopy:
+        """``cmd`` with the CACHE_ME descriptor flag (shared between clients)."""
+        key = (cmd.rect, "cache_me", cmd.image[:9])
+        hit = self._encoded.get(key)
+        if hit is None:
+            img = cmd.image
+            hit = self._encoded[key] = DrawCopy(cmd.rect, img[:9] + bytes((img[9] | images.CACHE_ME,)) + img[10:])
+        return hit  # type: ignore[return-value]
+
+    def from_cache(self, rect: Rect, image_id: int) -> DrawCopy:
+        return DrawCopy(rect, images.from_cache(image_id, rect.width, rect.height, lossless=False))
+
     def _photographic(self, rect: Rect, px: np.ndarray) -> bool:
         key = (rect, "photo")
         hit = self._encoded.get(key)
@@ -620,7 +678,7 @@ class DisplayPipeline:
             self.stats.shared += 1
             return cmd
         t0 = time.process_time()
-        image_id = next(self._ids)
+        image_id = self._content_id(px) if rect.area >= CACHE_MIN_PIXELS else next(self._ids)
         if candidates == (ImageType.JPEG,):
             data = images.encode_jpeg(px, image_id, quality=JPEG_QUALITY)
         else:

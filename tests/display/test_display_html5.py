@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
 from browser import chromium, chromium_available, new_page  # noqa: E402
 
 from spice.display.caps import ImageType  # noqa: E402
+from spice.guests.base import Rect  # noqa: E402
 from spice.server.config import ServerConfig  # noqa: E402
 from spice.server.server import SpiceServer  # noqa: E402
 
@@ -87,6 +88,23 @@ async def test_spice_html5_decodes_lz_rgb_fills_and_copies_exactly():
                         break
                     await asyncio.sleep(0.25)
                 assert await matches(), "canvas differs from the guest after updates"
+            # a menu opening and closing: spice-html5 draws the recurring pixels from its cache
+            box = Rect(40, 30, 200, 150)
+            saved = guest.fb[30:150, 40:200].copy()
+            guest.damage(box, "ui")
+            opened = guest.fb[30:150, 40:200].copy()
+            guest.finish()
+            for k in range(6):
+                await asyncio.sleep(0.05)
+                guest.fb[30:150, 40:200] = saved if k % 2 == 0 else opened
+                guest.report(box)
+                guest.finish()
+            for _ in range(60):
+                if await matches():
+                    break
+                await asyncio.sleep(0.25)
+            assert await matches(), "canvas differs after FROM_CACHE draws"
+            assert pipeline.stats.cache_hits >= 3
             assert set(pipeline.stats.by_type) == {ImageType.LZ_RGB}
             assert not [x for x in page.console_lines if "unhandled" in x.lower() or "unknown" in x.lower()]
     finally:

@@ -15,17 +15,19 @@ from spice.guests.base import Rect
 GTK_CAPS = {0, 1, 2, 3, 4, 5, 7, 8, 9}
 
 
-def caps(t: ImageType | None = None) -> ImageCaps:
-    return ImageCaps.from_caps({0, 2, 3}, GTK_CAPS, "spice-gtk", force=t)
+def caps(t: ImageType | None = None, cache_pixels: int = 0) -> ImageCaps:
+    return ImageCaps.from_caps({0, 2, 3}, GTK_CAPS, "spice-gtk", force=t, cache_pixels=cache_pixels)
 
 
-@pytest.mark.parametrize("image_type", [ImageType.BITMAP, ImageType.LZ4, ImageType.LZ_RGB])
+@pytest.mark.parametrize("image_type", [ImageType.BITMAP, ImageType.LZ4, ImageType.LZ_RGB, None])
 @pytest.mark.parametrize("seed", [1, 2])
 def test_every_take_reproduces_the_framebuffer(image_type, seed):
     g = FakeGuest(96, 64, seed)
     p = DisplayPipeline(g)
+    if image_type is not None:
+        p.force_type = image_type
     wakes = []
-    c = p.attach(caps(image_type), lambda: wakes.append(1))
+    c = p.attach(caps(cache_pixels=4096 if seed == 2 else 0), lambda: wakes.append(1))
     shadow = ShadowCanvas(96, 64)
     shadow.apply(c.take())
     assert np.array_equal(shadow.bgr(), visible(g.fb))

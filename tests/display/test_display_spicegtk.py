@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
 import spicegtk  # noqa: E402
 
 from spice.display.caps import ImageType  # noqa: E402
+from spice.guests.base import Rect  # noqa: E402
 from spice.server.config import ServerConfig  # noqa: E402
 from spice.server.server import SpiceServer  # noqa: E402
 
@@ -44,10 +45,22 @@ async def test_spice_gtk_shows_the_guest_exactly(tmp_path, image_type):
                 guest.random_op()
             guest.finish()
             await asyncio.sleep(0.02)
+        # a menu opening and closing: recurring pixels come from the pixmap cache
+        g_rect = Rect(40, 30, 200, 150)
+        saved = guest.fb[30:150, 40:200].copy()
+        guest.damage(g_rect, "ui")
+        opened = guest.fb[30:150, 40:200].copy()
+        guest.finish()
+        for k in range(6):
+            await asyncio.sleep(0.05)
+            guest.fb[30:150, 40:200] = saved if k % 2 == 0 else opened
+            guest.report(g_rect)
+            guest.finish()
         rep = await client
     finally:
         await srv.close()
     assert not rep["errors"], rep
     assert pipeline.stats.by_type.get(image_type, 0) > 1
+    assert pipeline.stats.cache_hits >= 3
     shown = spicegtk.read_dump(tmp_path / "fb.raw", W, H)
     assert np.array_equal(shown[..., :3], guest.fb[..., :3])
