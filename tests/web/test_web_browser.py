@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
 from browser import chromium, chromium_available, new_page  # noqa: E402
 
 from spice.guests.builtin import BuiltinGuest  # noqa: E402
+from spice.guests.builtin.cursor import shapes  # noqa: E402
 from spice.server.config import ServerConfig  # noqa: E402
 from spice.server.server import SpiceServer  # noqa: E402
 
@@ -223,7 +224,11 @@ async def test_cursor_shape_follows_guest():
             }.items():
                 px, py = await to_page(page, gx, gy)
                 await page.mouse.move(px, py)
-                await wait_for(lambda: guest.cursor.shape is not None, what="guest cursor")
+                serial = shapes()[name].serial
+                await wait_for(
+                    lambda s=serial: guest.cursor.shape is not None and guest.cursor.shape.serial == s,
+                    what=f"guest cursor {name}",
+                )
                 want = guest.cursor.shape
                 css = await wait_for(
                     lambda w=want: page.evaluate(
