@@ -57,18 +57,20 @@ export function decodeLz4Image(d, width, height) {
 // Convert SPICE bitmap rows (B,G,R[,X|A]) to canvas pixels (u32 0xAABBGGRR), flipping if bottom-up.
 export function toCanvasPixels(raw, width, height, fmt, stride, topDown) {
   const out = new Uint32Array(width * height);
+  // 32-bit rows are read as u32 words: one copy makes an unaligned buffer (BITMAP data at an odd
+  // offset inside a message) aligned.
+  if ((fmt === 8 || fmt === 9) && stride % 4 === 0 && raw.byteOffset % 4 !== 0) raw = raw.slice();
   for (let y = 0; y < height; y++) {
     const srcRow = (topDown ? y : height - 1 - y) * stride;
     let o = y * width;
-    if (fmt === 8 || fmt === 9) {
+    if ((fmt === 8 || fmt === 9) && (raw.byteOffset + srcRow) % 4 === 0) {
       const row = new Uint32Array(raw.buffer, raw.byteOffset + srcRow, width);
-      if ((raw.byteOffset + srcRow) % 4 === 0) {
-        for (let x = 0; x < width; x++) {
-          const p = row[x];
-          out[o++] = (fmt === 9 ? p & 0xff000000 : 0xff000000) | ((p & 0xff) << 16) | (p & 0xff00) | ((p >>> 16) & 0xff);
-        }
-        continue;
+      const alpha = fmt === 9 ? 0 : 0xff000000;
+      for (let x = 0; x < width; x++) {
+        const p = row[x];
+        out[o++] = ((alpha | p) & 0xff000000) | ((p & 0xff) << 16) | (p & 0xff00) | ((p >>> 16) & 0xff);
       }
+      continue;
     }
     let s = srcRow;
     if (fmt === 8 || fmt === 9) {
