@@ -52,7 +52,7 @@ RUN_JS = """async (msgs) => {
 def clipped_copy(left, top, right, bottom, image: bytes, clips: list[tuple[int, int, int, int]]) -> bytes:
     """DRAW_COPY with clip type RECTS (rects are left, top, right, bottom); the image after the clip."""
     clip = struct.pack("<BI", 1, len(clips)) + b"".join(
-        struct.pack("<iiii", t, l, b, r) for l, t, r, b in clips
+        struct.pack("<iiii", t, lf, b, r) for lf, t, r, b in clips
     )
     base = struct.pack("<Iiiii", 0, top, left, bottom, right) + clip
     offset = len(base) + 4 + 16 + 2 + 1 + 13
