@@ -493,3 +493,44 @@ async def test_move_in_the_frame_a_window_above_is_removed(guest, shadow):
     guest.desktop.move(p, p.x - 200, p.y + 150)
     await guest.settle()
     assert np.array_equal(guest.desktop.compose(Rect(0, 0, *guest.size)), guest.framebuffer)
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_compositor_fuzz(seed):
+    """Windows appear, vanish, rise, move (several per frame), get filled and scroll: replay stays exact."""
+    from spice.guests.builtin.window import Window
+
+    rnd = random.Random(seed)
+    g = BuiltinGuest(1280, 960, clock=lambda: FROZEN)
+    s = Shadow(g)
+    d, notes = g.desktop, []
+    for _ in range(400):
+        k = rnd.random()
+        wins = [w for w in d.windows if w is not g.topbar]
+        if k < 0.1 and len(notes) < 3:
+            notes.append(Window("Note", rnd.randrange(1100), rnd.randrange(24, 800), rnd.randint(30, 120),
+                                rnd.randint(30, 90), bg=rnd.randrange(1 << 24)))
+            d.add(notes[-1])
+        elif k < 0.17 and notes:
+            d.remove(notes.pop(rnd.randrange(len(notes))))
+        elif k < 0.3:
+            d.raise_(rnd.choice(wins))
+        elif k < 0.5:
+            for w in rnd.sample(wins, rnd.randint(1, min(2, len(wins)))):
+                d.move(w, w.x + rnd.randint(-300, 300), w.y + rnd.randint(-200, 200))
+        elif k < 0.62:
+            w = rnd.choice(wins)
+            x, y = rnd.randrange(w.w), rnd.randrange(w.h)
+            d.fill_window(w, Rect(x, y, x + rnd.randint(1, 60), y + rnd.randint(1, 40)), rnd.randrange(1 << 24))
+        elif k < 0.8:
+            g.terminal.write_line("z" * rnd.randint(0, 90))
+        elif k < 0.9:
+            type_keys(g, rnd.choice("ab \n"))
+        else:
+            g.terminal.scroll_view(rnd.randint(-5, 5))
+        if rnd.random() < 0.25:
+            g.flush()
+    g.flush()
+    s.check()
+    assert np.array_equal(d.compose(Rect(0, 0, 1280, 960)), g.framebuffer)
+    assert sum(isinstance(op, CopyRect) for op in Shadow.ops(s.frames)) > 3  # the copy paths ran
