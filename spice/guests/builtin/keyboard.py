@@ -33,7 +33,8 @@ SHIFT = {0x2A, 0x36}
 CTRL = {0x1D, E0 | 0x1D}
 ALT = {0x38, E0 | 0x38}
 LOCKS = {0x3A: LED_CAPS, 0x45: LED_NUM, 0x46: LED_SCROLL}
-MODIFIERS = SHIFT | CTRL | ALT | set(LOCKS) | {E0 | 0x5B, E0 | 0x5C, E0 | 0x5D}
+# also ignored for typing and repeat: GUI/menu keys and the "fake shift" codes E0 2A / E0 36
+MODIFIERS = SHIFT | CTRL | ALT | set(LOCKS) | {E0 | 0x5B, E0 | 0x5C, E0 | 0x5D, E0 | 0x2A, E0 | 0x36}
 
 
 class Keyboard:
