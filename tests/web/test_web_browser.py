@@ -109,8 +109,13 @@ async def _is(page, want: str) -> bool:
     return await state(page) == want
 
 
-async def test_canvas_equals_guest_framebuffer_lossless():
+@pytest.mark.parametrize("force", [None, "BITMAP", "LZ_RGB"])
+async def test_canvas_equals_guest_framebuffer_lossless(force):
     srv = await start_server()
+    if force is not None:  # default for our client: LZ4; also every other lossless type end to end
+        from spice.display.caps import ImageType
+
+        srv.display_pipeline.force_type = ImageType[force]
     try:
         async with chromium() as browser:
             page = await open_client(browser, srv)
@@ -127,6 +132,9 @@ async def test_canvas_equals_guest_framebuffer_lossless():
             assert (await page.inner_text("#latency")).endswith(" ms")
             stats = await page.evaluate("window.aiospice.stats()")
             assert stats["display"]["byType"], stats  # images were decoded in the browser
+            types = set(stats["display"]["byType"])
+            # Default: LZ4 (small bands may go LZ_RGB when smaller); forced: exactly that type.
+            assert types == {force} if force else "LZ4" in types and types <= {"LZ4", "LZ_RGB"}
             print("image types drawn:", stats["display"]["byType"])
             errors = [line for line in page.console_lines if line.startswith(("error", "pageerror"))]
             assert not errors, errors
