@@ -71,6 +71,7 @@ class BuiltinGuest(Guest):
         self._drag: tuple[Window, int, int] | None = None
         self._pressed_in: Window | None = None
         self._tasks: list[asyncio.Task] = []
+        self._update_shape()  # the shape that fits where the pointer starts
 
     # -- lifecycle
     async def start(self) -> None:
