@@ -33,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dev.add_argument("--device", action="append", default=[], metavar="VID:PID|BUS-ADDR",
                      help="a local USB device through pyusb")
     dev.add_argument("--keyboard", action="store_true", help="a virtual HID keyboard")
-    dev.add_argument("--mouse", action="store_true", help="a virtual HID tablet (absolute pointer)")
+    dev.add_argument("--mouse", action="store_true", help="a virtual HID boot mouse (relative, with wheel)")
+    dev.add_argument("--tablet", action="store_true", help="a virtual HID tablet (absolute pointer)")
     dev.add_argument("--storage", action="append", default=[], metavar="IMAGE[,ro]",
                      help="a virtual USB stick on an image file")
     p.add_argument("--password", help="SPICE ticket (else --password-file or $AIOSPICE_PASSWORD)")

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 HOST_CAPS = P.ALL_CAPS & ~P.Cap.BULK_STREAMS
 VERSION = "aiospice usbredir host 0.1"
-MAX_IN_FLIGHT_STREAM = 64  # interrupt/iso packets queued towards a slow peer before dropping
+MAX_PENDING = 4096  # outstanding data requests from one peer; more is abuse -> disconnect
 
 
 class Transport(Protocol):
@@ -196,6 +196,9 @@ class UsbredirHost:
 
     # --- ordering / cancel ---------------------------------------------------------------
     def _submit(self, key: object, pkt, work: Callable[[], Awaitable[None]]) -> None:
+        if len(self._pending) >= MAX_PENDING:
+            self._shutdown(f"peer has more than {MAX_PENDING} requests outstanding")
+            return
         prev = self._tails.get(key)
 
         async def run() -> None:

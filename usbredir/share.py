@@ -4,7 +4,8 @@ Targets: ``spice://HOST:PORT`` / ``spice+tls://HOST:PORT`` (a minimal SPICE clie
 channel per device, see :mod:`usbredir.spice_client`), ``--to HOST:PORT`` (connect, plain
 usbredir over TCP as ``usbredirect --to`` does) or ``--listen [HOST:]PORT`` (wait for a peer such
 as QEMU's ``-chardev socket,...,reconnect=1``).  Devices: ``--device VID:PID|BUS-ADDR`` (pyusb),
-``--keyboard``, ``--mouse``, ``--storage IMAGE[,ro]``.  Ctrl-C (SIGINT/SIGTERM) detaches cleanly:
+``--keyboard`` (``--type-text TEXT`` types once the guest polls it), ``--mouse``, ``--tablet``,
+``--storage IMAGE[,ro]``.  Ctrl-C (SIGINT/SIGTERM) detaches cleanly:
 ``device_disconnect`` first, then images are flushed and closed.
 
 ``python3 -m usbredir.share --bench`` runs the QEMU read/write benchmark (see
@@ -55,6 +56,10 @@ def make_devices(args: argparse.Namespace) -> list[UsbDevice]:
         from usbredir.devices.hid import HidMouse
 
         devices.append(HidMouse())
+    if getattr(args, "tablet", False):
+        from usbredir.devices.hid import HidTablet
+
+        devices.append(HidTablet())
     for spec in getattr(args, "device", None) or []:
         from usbredir.devices.pyusb_device import open_device
 
@@ -165,6 +170,21 @@ async def share_tcp_listen(device: UsbDevice, host: str, port: int, stop: asynci
     return result[0]
 
 
+async def type_when_ready(devices: list[UsbDevice], text: str, status: StatusLine) -> None:
+    """``--type-text``: once the guest polls the keyboard, type ``text`` on it."""
+    from usbredir.devices.hid import HidKeyboard
+
+    kbd = next((d for d in devices if isinstance(d, HidKeyboard)), None)
+    if kbd is None:
+        status.event("--type-text needs --keyboard")
+        return
+    while not (kbd.configuration and any(0x81 in h._streams for h in status.hosts)):
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.3)
+    kbd.type_text(text.encode().decode("unicode_escape"))
+    status.event(f"typed {len(text)} characters")
+
+
 async def share(args: argparse.Namespace, stop: asyncio.Event | None = None) -> int:
     stop = stop or asyncio.Event()
     install_stop(stop)
@@ -174,6 +194,9 @@ async def share(args: argparse.Namespace, stop: asyncio.Event | None = None) -> 
         print("aiospice usb share: no device given (--device, --keyboard, --mouse, --storage)", file=sys.stderr)
         return 2
     ticker = asyncio.create_task(status.run())
+    typist = None
+    if getattr(args, "type_text", None):
+        typist = asyncio.create_task(type_when_ready(devices, args.type_text, status))
     try:
         if args.target:
             from usbredir.spice_client import share_spice
@@ -196,6 +219,8 @@ async def share(args: argparse.Namespace, stop: asyncio.Event | None = None) -> 
         return 0
     finally:
         ticker.cancel()
+        if typist is not None:
+            typist.cancel()
         for d in devices:
             with contextlib.suppress(Exception):
                 await d.close()

@@ -166,6 +166,8 @@ async def test_keyboard_reports():
     assert (await kbd.interrupt(0x81, length=8)).status == Status.NAK
     kbd.type_text("A")
     r1 = await kbd.interrupt(0x81, length=8)
+    assert (await kbd.interrupt(0x81, length=8)).status == Status.NAK  # reports are spaced out
+    await kbd.wait_for_data()
     r2 = await kbd.interrupt(0x81, length=8)
     assert bytes(r1.data) == bytes((0x02, 0, 0x04, 0, 0, 0, 0, 0))
     assert bytes(r2.data) == bytes(8)
@@ -180,6 +182,7 @@ async def test_keyboard_reports():
 
 async def test_mouse_and_tablet():
     m = HidMouse()
+    m.REPORT_GAP = 0
     await configure(m)
     m.move(300, -5)
     reports = [bytes((await m.interrupt(0x81, length=8)).data) for _ in range(3)]

@@ -57,6 +57,7 @@ async def test_pyusb_mass_storage_roundtrip(tmp_path):
 
 async def test_pyusb_interrupt_nak_and_report():
     kbd = HidKeyboard()
+    kbd.REPORT_GAP = 0
     backend = VirtualBackend(kbd, asyncio.get_running_loop())
     dev = PyusbDevice(await asyncio.to_thread(usb.core.find, backend=backend))
     assert await dev.set_configuration(1) == Status.SUCCESS

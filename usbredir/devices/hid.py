@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import struct
+import time
 
 from usbredir.device import SetupPacket, Status, TransferResult
 from usbredir.devices.base import (
@@ -66,10 +67,16 @@ class HidDevice(VirtualDevice):
     REPORT_SIZE = 8
     PID = 0x0002
 
+    #: queued reports are handed out at least this many seconds apart (human-speed typing).  A
+    #: guest's host controller may stop and restart polling between two reports (QEMU's EHCI does,
+    #: and usb-redir then drops what it had buffered), so bursts are spread out.
+    REPORT_GAP = 0.02
+
     def __init__(self) -> None:
         super().__init__()
-        self._reports: collections.deque[bytes] = collections.deque(maxlen=MAX_QUEUED)
+        self._reports: collections.deque[tuple[float, bytes]] = collections.deque(maxlen=MAX_QUEUED)
         self._ready: asyncio.Event | None = None
+        self._last_due = 0.0
         self.idle = 0
         self.protocol = 1  # report protocol after reset (HID 1.11 §7.2.6)
         hid = struct.pack("<BBHBBBH", 9, DT_HID, 0x0111, 0, 1, DT_REPORT, len(self.REPORT_DESCRIPTOR))
@@ -91,7 +98,9 @@ class HidDevice(VirtualDevice):
         return bytes(self.REPORT_SIZE)
 
     def queue_report(self, report: bytes) -> None:
-        self._reports.append(bytes(report))
+        due = max(time.monotonic(), self._last_due + self.REPORT_GAP)
+        self._last_due = due
+        self._reports.append((due, bytes(report)))
         if self._ready is not None:
             self._ready.set()
 
@@ -100,21 +109,24 @@ class HidDevice(VirtualDevice):
         return len(self._reports)
 
     async def wait_for_data(self, endpoint: int = INT_IN) -> None:
-        """Return once an input report is queued."""
+        """Return once an input report is queued and due."""
         while not self._reports:
             if self._ready is None:
                 self._ready = asyncio.Event()
             self._ready.clear()
             await self._ready.wait()
+        delay = self._reports[0][0] - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     async def interrupt(self, endpoint: int, data: bytes | memoryview | None = None, length: int = 0) -> TransferResult:
         if endpoint != INT_IN or not self.configuration:
             return TransferResult(Status.STALL)
         if INT_IN in self.halted:
             return TransferResult(Status.STALL)
-        if not self._reports:
+        if not self._reports or self._reports[0][0] > time.monotonic():
             return TransferResult(Status.NAK)
-        report = self._reports.popleft()
+        report = self._reports.popleft()[1]
         if self.protocol == 0:
             report = self.boot_report(report)
         return TransferResult(Status.SUCCESS, report[:length or None])
