@@ -30,8 +30,8 @@ class ChannelError(Exception):
 class Channel:
     channel_type: ClassVar[int]
     name: ClassVar[str] = "channel"
-    #: start with SET_ACK {1, ack_window} and enforce the window on all sends
-    flow_control: ClassVar[bool] = False
+    #: start with SET_ACK {1, ack_window}; every message then waits for room in the window
+    flow_control: ClassVar[bool] = True
     #: largest client message body accepted
     max_message: ClassVar[int] = 64 * 1024
     #: client message types this channel knows (base messages are handled by the protocol);
@@ -90,6 +90,11 @@ class Channel:
     @property
     def window_open(self) -> bool:
         return self.conn.protocol.window_open
+
+    @property
+    def room(self) -> int:
+        """Messages that can still be queued without waiting for the client's ACK."""
+        return self.conn.protocol.room
 
     def check_size(self, msg: Message, size: int) -> None:
         if len(msg.body) < size:

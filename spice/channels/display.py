@@ -94,7 +94,8 @@ class DisplayChannel(Channel):
             if not self.marked:
                 self.queue.append(None)  # MARK after the first full frame
         # send what the window allows; the rest waits in this (bounded: one take) queue
-        while self.queue and self.window_open:
+        proto = self.conn.protocol
+        while self.queue and proto.room > 0:
             self._send_command(self.queue.popleft())
 
     def _send_command(self, cmd: Any) -> None:

@@ -9,6 +9,7 @@ write come out of :meth:`ChannelProtocol.data_to_send`.
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass
 
 from . import base
@@ -46,8 +47,8 @@ class ChannelProtocol:
     def __init__(self, mini_header: bool, *, server: bool = True, max_message: int = 1 << 20) -> None:
         self.codec = HeaderCodec(mini_header, max_message)
         self.server = server
-        self._out: list[bytes] = []
-        self._out_bytes = 0
+        self._queue: deque[tuple[int, list[bytes]]] = deque()  # (bytes incl. header, parts) per message
+        self._queued_bytes = 0
         # ACK window (server side)
         self.ack_generation = 0
         self.ack_window = 0  # 0 = no flow control
@@ -71,16 +72,11 @@ class ChannelProtocol:
         (large images are copied once, in :meth:`data_to_send`)."""
         size = sum(len(p) for p in parts)
         head = self.codec.header(msg_type, size)
-        self._out.append(head)
-        self._out.extend(parts)
-        self._out_bytes += len(head) + size
-        self.messages_out += 1
-        self.bytes_out += len(head) + size
-        if self.ack_window:
-            self.unacked += 1
+        self._queue.append((len(head) + size, [head, *parts]))
+        self._queued_bytes += len(head) + size
 
     def set_ack(self, window: int) -> None:
-        """Start (or change) ACK flow control: SET_ACK {generation+1, window}."""
+        """Start (or change) ACK flow control: SET_ACK {generation+1, window}; the count restarts."""
         self.ack_generation += 1
         self.ack_window = window
         self.unacked = 0
@@ -90,6 +86,18 @@ class ChannelProtocol:
     def window_open(self) -> bool:
         """True while the client has acknowledged enough to send more (unacked <= 2 * window)."""
         return not self.ack_window or self.unacked <= 2 * self.ack_window
+
+    @property
+    def room(self) -> int:
+        """How many more messages can be queued now and still go out without waiting for an ACK."""
+        if not self.ack_window:
+            return 1 << 30
+        return 2 * self.ack_window + 1 - self.unacked - len(self._queue)
+
+    @property
+    def queued(self) -> int:
+        """Messages queued but not yet released to the wire (held back by the ACK window)."""
+        return len(self._queue)
 
     def ping(self, filler: int = 0) -> int:
         self._ping_id += 1
@@ -106,15 +114,25 @@ class ChannelProtocol:
     def disconnecting(self, reason: int = 0) -> None:
         self.send(BaseMsg.DISCONNECTING, base.DISCONNECTING.pack(time.time_ns() // 1000, reason))
 
-    def data_to_send(self) -> bytes:
-        out = b"".join(self._out)
-        self._out.clear()
-        self._out_bytes = 0
-        return out
+    def data_to_send(self, ignore_window: bool = False) -> bytes:
+        """Bytes of the queued messages the ACK window allows (all of them with ``ignore_window``,
+        used when closing).  Every message sent counts against the window."""
+        out: list[bytes] = []
+        q = self._queue
+        while q and (ignore_window or not self.ack_window or self.unacked <= 2 * self.ack_window):
+            size, parts = q.popleft()
+            out.extend(parts)
+            self._queued_bytes -= size
+            self.messages_out += 1
+            self.bytes_out += size
+            if self.ack_window:
+                self.unacked += 1
+        return b"".join(out)
 
     @property
     def pending_bytes(self) -> int:
-        return self._out_bytes
+        """Bytes queued and not yet handed out by :meth:`data_to_send`."""
+        return self._queued_bytes
 
     # -- receiving
     def receive_data(self, data: bytes) -> list[object]:

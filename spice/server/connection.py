@@ -158,7 +158,7 @@ class ChannelConnection:
         if disconnecting is not None and self.channel is not None and not abort:
             with contextlib.suppress(Exception):
                 self.protocol.disconnecting(disconnecting)
-                self.writer.write(self.protocol.data_to_send())
+                self.writer.write(self.protocol.data_to_send(ignore_window=True))
         self._wake.set()
         with contextlib.suppress(Exception):
             self.writer.close()
@@ -350,7 +350,7 @@ class ChannelConnection:
                         self.close(f"client did not read for {cfg.ack_timeout:.0f} s", abort=True)
                         return
                     continue
-                stalled = not proto.window_open and channel.has_pending()
+                stalled = not proto.window_open and (proto.queued > 0 or channel.has_pending())
                 now = time.monotonic()
                 if stalled:
                     if self._stall_since is None:
@@ -386,9 +386,9 @@ class ChannelConnection:
             self.close("internal error")
 
     def _pump(self, channel: Channel, proto: ChannelProtocol) -> None:
-        """Let the channel produce while the window is open."""
-        while proto.window_open and channel.has_pending():
-            before = proto.messages_out
+        """Let the channel produce while the ACK window has room."""
+        while proto.room > 0 and channel.has_pending():
+            before = proto.queued
             channel.produce()
-            if proto.messages_out == before:
+            if proto.queued == before:
                 break

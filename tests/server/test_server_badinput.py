@@ -227,9 +227,10 @@ async def test_client_that_stops_reading_the_socket_is_dropped(server, healthy, 
         guest.noise(Rect(0, 0, 320, 200), seed=1000 + i)
         await asyncio.sleep(0.02)
         assert conn.protocol.pending_bytes <= 2 << 20
-        if logged(caplog, "did not read"):
+        if logged(caplog, "did not read") or logged(caplog, "no ACK for"):
             break
-    assert logged(caplog, "did not read")
+    # whichever comes first: the TCP send blocking or the ACK window staying full
+    assert logged(caplog, "did not read") or logged(caplog, "no ACK for")
     for _ in range(100):
         if conn not in server.connections:
             break

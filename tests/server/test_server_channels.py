@@ -272,9 +272,9 @@ async def test_full_header_client(server):
     main = await TestChannel.connect(server.ports["plain"], ChannelType.MAIN, common_caps=frozenset({0}))
     assert not main.result.mini_header
     init = await main.wait_for(pm.MainMsg.INIT)
-    assert init.serial == 1 and pm.MainInit.parse(init.body).session_id
+    assert init.serial == 2 and pm.MainInit.parse(init.body).session_id  # serial 1 was SET_ACK
     main.send(pm.MainMsgc.ATTACH_CHANNELS)
-    assert (await main.wait_for(pm.MainMsg.CHANNELS_LIST)).serial == 2
+    assert (await main.wait_for(pm.MainMsg.CHANNELS_LIST)).serial == 3
     main.close()
 
 

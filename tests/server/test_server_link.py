@@ -164,21 +164,28 @@ def test_ack_window_and_ping_between_server_and_client():
     srv = ChannelProtocol(True, server=True)
     cli = ChannelProtocol(True, server=False)
     srv.set_ack(4)
-    sent = 1
-    while srv.window_open:
+    for _ in range(20):
         srv.send(300, b"x")
-        sent += 1
-    assert sent == srv.unacked == 2 * 4 + 1  # SET_ACK counts; the window closes after 2W+1 messages
-    # the client receives everything and ACKs every 4 messages (SET_ACK not counted)
-    msgs = cli.receive_data(srv.data_to_send())
-    assert len(msgs) == sent - 1
+    assert srv.room < 0 and srv.queued == 21
+    first = srv.data_to_send()
+    # the window holds back everything after 2W+1 messages (SET_ACK counts)
+    assert srv.unacked == 2 * 4 + 1 and srv.queued == 21 - 9 and not srv.window_open
+    assert srv.data_to_send() == b""
+    msgs = cli.receive_data(first)
+    assert len(msgs) == 8  # SET_ACK is handled by the protocol
+    # the client ACKs every 4 messages (SET_ACK not counted): 2 ACKs free 8 slots
     events = srv.receive_data(cli.data_to_send())
-    assert srv.window_open and srv.unacked == 9 - 2 * 4
+    assert srv.unacked == 1 and srv.window_open
     assert events and type(events[0]).__name__ == "WindowOpened"
+    assert len(cli.receive_data(srv.data_to_send())) == 8
+    srv.receive_data(cli.data_to_send())
     pid = srv.ping(filler=100)
-    cli.receive_data(srv.data_to_send())
-    [pong] = srv.receive_data(cli.data_to_send())
-    assert isinstance(pong, PongReceived) and pong.id == pid and pong.rtt >= 0
+    events = []
+    while srv.queued:
+        cli.receive_data(srv.data_to_send())
+        events += srv.receive_data(cli.data_to_send())
+    pongs = [e for e in events if isinstance(e, PongReceived)]
+    assert pongs and pongs[0].id == pid and pongs[0].rtt >= 0
 
 
 def test_old_generation_acks_ignored():
@@ -186,8 +193,20 @@ def test_old_generation_acks_ignored():
     srv.set_ack(2)
     for _ in range(5):
         srv.send(300)
+    srv.data_to_send()
     srv.receive_data(struct.pack("<HI", BaseMsgc.ACK, 0))  # no ACK_SYNC yet -> ignored
-    assert srv.unacked == 6 and not srv.window_open
+    assert srv.unacked == 5 and not srv.window_open and srv.queued == 1
+
+
+def test_closing_flush_ignores_the_window():
+    srv = ChannelProtocol(True)
+    srv.set_ack(1)
+    for _ in range(5):
+        srv.send(300)
+    srv.data_to_send()
+    srv.disconnecting(0)
+    data = srv.data_to_send(ignore_window=True)
+    assert srv.queued == 0 and data.endswith(struct.pack("<HI", BaseMsg.DISCONNECTING, 12) + data[-12:])
 
 
 def test_oversized_message_refused():
