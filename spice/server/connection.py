@@ -217,13 +217,13 @@ class ChannelConnection:
             return link.finish(code, reason)
         cls = channel_class(req.channel_type)
         assert cls is not None
+        if req.channel_id not in cls.channel_ids(server):
+            return link.finish(LinkError.CHANNEL_NOT_AVAILABLE, f"no channel id {req.channel_id}")
         if req.channel_type == ChannelType.MAIN:
             return link.finish(LinkError.OK)
         session = server.sessions.get(req.connection_id)
         if session is None or session.closed:
             return link.finish(LinkError.BAD_CONNECTION_ID, f"unknown session id {req.connection_id:#x}")
-        if req.channel_id not in cls.channel_ids(server):
-            return link.finish(LinkError.CHANNEL_NOT_AVAILABLE, f"no channel id {req.channel_id}")
         self.session = session
         return link.finish(LinkError.OK)
 
@@ -239,6 +239,9 @@ class ChannelConnection:
             server.stats.sessions_total += 1
             server.stats.sessions_open += 1
         session = self.session
+        if session.closed:
+            log.info("%s: session %#x ended during the link, closing", self.name, session.id)
+            return
         counters = server.stats.channel(cls.name)
         counters.connections_total += 1
         counters.connections_open += 1

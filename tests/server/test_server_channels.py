@@ -72,6 +72,9 @@ async def test_wrong_password_and_bad_session(server):
     with pytest.raises(LinkRefused) as e:
         await TestChannel.connect(server.ports["plain"], ChannelType.SMARTCARD, connection_id=init.session_id)
     assert e.value.code == LinkError.CHANNEL_NOT_AVAILABLE
+    with pytest.raises(LinkRefused) as e:
+        await TestChannel.connect(server.ports["plain"], ChannelType.MAIN, 1)
+    assert e.value.code == LinkError.CHANNEL_NOT_AVAILABLE
     assert server.stats.auth_failures == 1
     assert server.stats.link_failures["BAD_CONNECTION_ID"] == 1
     main.close()
