@@ -57,7 +57,7 @@ JPEG_MIN_PIXELS = 16384  # lossy clients get photographic pieces at least this b
 JPEG_QUALITY = 80
 CACHE_MIN_PIXELS = 1024  # lossless images at least this big go through the client's pixmap cache
 CACHE_LIMIT_PIXELS = 8 << 20  # at most this much of a client's pixmap cache is used (32 MiB of BGRX)
-REFRESH_DELAY = 1.0  # lossy (JPEG) areas are redrawn losslessly after this long without change
+REFRESH_DELAY = 3.0  # lossy (JPEG) areas are redrawn losslessly after this long without change
 
 
 @dataclass
