@@ -101,6 +101,8 @@ async def test_display_frames_pixel_exact_for_two_clients(server):
         types = [m.type for m in disp.messages]
         assert types[:3] == [DisplayMsg.SURFACE_CREATE, DisplayMsg.MONITORS_CONFIG, DisplayMsg.DRAW_COPY], types
         assert disp.messages[0].body == struct.pack("<5I", 0, 320, 200, 32, 1)
+    pstats = server.display_pipeline.stats
+    encodes0, shared0 = pstats.encodes, pstats.shared
     guest.fill(Rect(10, 10, 100, 50), 0x00123456)
     guest.noise(Rect(200, 100, 260, 180), seed=7)
     for main, disp in clients:
@@ -113,6 +115,9 @@ async def test_display_frames_pixel_exact_for_two_clients(server):
             disp.messages.clear()
             await disp.pump()
         assert np.array_equal(canvas.fb[..., :3], guest.fb[..., :3])
+    # the changed rectangle was encoded once and the same bytes went to both clients
+    assert pstats.encodes - encodes0 == 1 and pstats.shared - shared0 == 1
+    for main, disp in clients:
         main.close()
         disp.close()
 
