@@ -31,7 +31,7 @@ class ServerConfig:
 
     def auth_error(self) -> str | None:
         """Why the configuration must not start, or None."""
-        if self.password is None and not self.disable_ticketing:
+        if not self.password and not self.disable_ticketing:
             return ("no password set: pass --password, --password-file or AIOSPICE_PASSWORD, "
                     "or --disable-ticketing to allow anyone to connect")
         if self.password is not None and len(self.password.encode()) > 60:

@@ -47,6 +47,7 @@ def test_password_sources(tmp_path):
     finally:
         del os.environ["AIOSPICE_PASSWORD"]
     assert ServerConfig(password=None).auth_error() is not None
+    assert ServerConfig(password="").auth_error() is not None  # an empty password would refuse everyone
     cfg = config_from_args(p.parse_args(["serve", "--password", "x", "--secure-channels", "main,display",
                                          "--password-expires", "30", "--size", "800x600"]))
     assert cfg.secure_channels == {1, 2} and cfg.password_expires == 30
