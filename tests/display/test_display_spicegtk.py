@@ -64,3 +64,41 @@ async def test_spice_gtk_shows_the_guest_exactly(tmp_path, image_type):
     assert pipeline.stats.cache_hits >= 3
     shown = spicegtk.read_dump(tmp_path / "fb.raw", W, H)
     assert np.array_equal(shown[..., :3], guest.fb[..., :3])
+
+
+async def test_spice_gtk_plays_an_mjpeg_stream_then_gets_the_lossless_picture(tmp_path):
+    guest = FakeGuest(W, H, seed=21)
+    guest.fb[..., :3] = 70
+    srv = SpiceServer(guest, ServerConfig(port=0, password="pw"))
+    pipeline = srv.display_pipeline
+    pipeline.lossy = True  # server policy: lossy allowed (video streams, JPEG)
+    await srv.start()
+    try:
+        client = asyncio.create_task(spicegtk.gtk_client(f"spice://127.0.0.1:{srv.ports['plain']}", "pw",
+                                                         tmp_path, "--settle", "4", "--dump",
+                                                         str(tmp_path / "fb.raw")))
+        for _ in range(300):
+            if pipeline.clients and not pipeline.clients[0].pending:
+                break
+            await asyncio.sleep(0.05)
+        assert pipeline.clients, "spice-gtk never attached a display client"
+        video = Rect(40, 30, 40 + 160, 30 + 120)
+        yy, xx = np.mgrid[0:120, 0:160]
+        for t in range(30):  # 25 fps of moving photographic content
+            v = guest.fb[30:150, 40:200]
+            v[..., 0] = (xx + 3 * t) % 256
+            v[..., 1] = (yy * 2 + t) % 256
+            v[..., 2] = (xx + yy + 5 * t) % 256
+            v[..., :3] += guest.rng.integers(0, 8, v[..., :3].shape, dtype=np.uint8)
+            guest.report(video)
+            guest.finish()
+            await asyncio.sleep(0.04)
+        assert pipeline.active_stream is not None
+        rep = await client
+    finally:
+        await srv.close()
+    assert not rep["errors"], rep
+    assert pipeline.stats.streams == 1 and pipeline.stats.stream_frames >= 10
+    assert pipeline.active_stream is None  # ended once the area was still
+    shown = spicegtk.read_dump(tmp_path / "fb.raw", W, H)
+    assert np.array_equal(shown[..., :3], guest.fb[..., :3])  # lossless refresh after the stream
