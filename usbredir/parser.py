@@ -26,8 +26,9 @@ API::
   the cap (libusbredirparser does the same); the DeviceDisconnect event is still delivered.
 * Payloads (``pkt.data``) are zero-copy ``memoryview`` slices of the chunk given to
   ``receive_data`` (so pass immutable ``bytes``, or never modify a buffer still referenced by
-  packets); a packet split across chunks is assembled once into its own buffer, its header is
-  parsed only once.  Packets given to ``send()`` are not copied either: their ``data`` objects are
+  packets); a packet split across chunks is assembled once, its header parsed only once; the
+  assembly buffer is reused for a later packet only when no delivered packet references it any
+  more (a bytearray with live exports can't be resized), so packets stay valid as long as held.  Packets given to ``send()`` are not copied either: their ``data`` objects are
   returned by ``data_to_send()``.
 * Invalid packets given to ``send()`` raise ``ValueError`` (nothing is queued).
 """
@@ -136,6 +137,7 @@ class UsbredirParser:
         self._head = bytearray()
         self._cur: tuple[int, int, int, _Decoder] | None = None  # (type, length, id, decoder)
         self._body: bytearray | None = None
+        self._spare: bytearray | None = None  # last assembly buffer, reused once no packet uses it
         self._filled = 0
         self._queue_hello()
 
@@ -297,8 +299,23 @@ class UsbredirParser:
 
     def _start_assembly(self, ptype: int, length: int, pid: int, dec: _Decoder) -> None:
         self._cur = (ptype, length, pid, dec)
-        self._body = bytearray(length) if length <= _ASSEMBLE_PREALLOC else bytearray()
         self._filled = 0
+        if length > _ASSEMBLE_PREALLOC:  # grows with the bytes that really arrive
+            self._body = bytearray()
+            return
+        buf = self._spare
+        if buf is not None:
+            try:
+                buf.append(0)  # BufferError while delivered packets still reference it
+            except BufferError:
+                buf = None
+        if buf is None:
+            buf = bytearray(length)
+        elif len(buf) > length:
+            del buf[length:]
+        else:
+            buf.extend(bytes(length - len(buf)))
+        self._body = self._spare = buf
 
     def _fill(self, view: memoryview, pos: int, end: int) -> int:
         ptype, length, pid, dec = self._cur

@@ -252,3 +252,26 @@ def test_send_rules():
     with pytest.raises(ValueError):
         g.send(SetConfiguration(id=1, configuration=300))
     assert g.bytes_to_send() == b""
+
+
+def test_assembly_buffer_reused_only_when_unreferenced():
+    g, h = pair()
+    for i in range(3):
+        h.send(BulkPacket(id=i, endpoint=0x81, data=bytes([i + 1]) * 3000))
+    stream = h.bytes_to_send()
+    size = len(stream) // 3
+
+    def feed(part: bytes) -> list:
+        for k in range(0, len(part), 1000):  # every packet arrives in pieces
+            g.receive_data(part[k:k + 1000])
+        return g.events_received()
+
+    (a,) = feed(stream[:size])
+    buf_a = g._spare
+    (b,) = feed(stream[size:2 * size])
+    assert g._spare is not buf_a  # a still holds its buffer: not overwritten
+    assert bytes(a.data) == b"\x01" * 3000 and bytes(b.data) == b"\x02" * 3000
+    buf_b = g._spare
+    del a, b
+    (c,) = feed(stream[2 * size:])
+    assert g._spare is buf_b and bytes(c.data) == b"\x03" * 3000  # released: reused
