@@ -124,3 +124,74 @@ async def test_bench_display_fanout_over_tcp():
         main.close()
     finally:
         await srv.close()
+
+
+async def _spicy_seconds(port: int, out, password: str | None, runs: int = 5) -> list[float]:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
+    import spicegtk
+
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        img, text = await spicegtk.spicy_screenshot(port, out, password, timeout=30)
+        assert img is not None, text
+        times.append(time.perf_counter() - t0)
+    return sorted(times)
+
+
+@pytest.mark.peer
+async def test_bench_first_frame_vs_xspice(tmp_path):
+    """spicy-screenshot wall time (connect, link main + display, first full 1024x768 frame, write
+    PPM): our server vs libspice-server (Xspice) on an idle X screen of the same size."""
+    import contextlib
+    import os
+    import shutil
+    import socket
+
+    if not shutil.which("spicy-screenshot"):
+        pytest.skip("spice-client-gtk missing")
+    from spice.guests.builtin import BuiltinGuest
+
+    srv = SpiceServer(BuiltinGuest(1024, 768), ServerConfig(port=0, password="pw"), key=ServerKey())
+    await srv.start()
+    try:
+        ours = await _spicy_seconds(srv.ports["plain"], tmp_path / "o.ppm", "pw")
+    finally:
+        await srv.close()
+    print(f"\nspicy-screenshot 1024x768, median of 5: aiospice {ours[2] * 1000:.0f} ms "
+          f"(min {ours[0] * 1000:.0f})", end="")
+    try:
+        from spice.display.wirebench import XORG_CONF, free_port, xspice_available
+    except ImportError:
+        print("; Xspice reference unavailable")
+        return
+    if not xspice_available():
+        print("; Xspice not installed")
+        return
+    port = free_port()
+    n = next(i for i in range(210, 260) if not os.path.exists(f"/tmp/.X11-unix/X{i}")
+             and not os.path.exists(f"/tmp/.X{i}-lock"))
+    conf = tmp_path / "xorg.conf"
+    conf.write_text(XORG_CONF.format(w=1024, h=768, fb_mb=16))
+    env = {**os.environ, "XSPICE_PORT": str(port), "XSPICE_ADDR": "127.0.0.1", "XSPICE_DISABLE_TICKETING": "1"}
+    xorg = await asyncio.create_subprocess_exec(
+        "Xorg", "-config", str(conf), "-noreset", "-nolisten", "tcp", "-logfile", str(tmp_path / "Xorg.log"),
+        f":{n}", env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        for _ in range(150):
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            await asyncio.sleep(0.1)
+        ref = await _spicy_seconds(port, tmp_path / "x.ppm", None)
+        print(f"; Xspice (libspice-server 0.15) {ref[2] * 1000:.0f} ms (min {ref[0] * 1000:.0f})")
+    finally:
+        xorg.terminate()
+        try:
+            await asyncio.wait_for(xorg.wait(), 5)
+        except TimeoutError:
+            xorg.kill()
+            await xorg.wait()

@@ -105,7 +105,7 @@ async def test_display_frames_pixel_exact_for_two_clients(server):
     encodes0, shared0 = pstats.encodes, pstats.shared
     guest.fill(Rect(10, 10, 100, 50), 0x00123456)
     guest.noise(Rect(200, 100, 260, 180), seed=7)
-    for main, disp in clients:
+    for _main, disp in clients:
         canvas = Canvas(320, 200)
         for _ in range(50):
             for m in disp.messages:
