@@ -324,3 +324,18 @@ async def test_inputs_release_held_keys_and_buttons_on_disconnect(server):
     assert guest.keys == [(0x2A, True), (0x11D, True), (0x2A, False), (0x11D, False)]
     assert guest.pointer == [("button", 3, True, 4), ("button", 3, False, 0)]
     main.close()
+
+
+async def test_plain_bitmap_fallback_pipeline(server):
+    """The BITMAP fallback (used when spice.display.pipeline is absent) is pixel-exact too."""
+    from spice.server.simple_display import SimpleDisplayPipeline
+
+    guest: PaintGuest = server.guest
+    server._pipeline = SimpleDisplayPipeline(guest)
+    disp = await display_client(server, {DisplayCap.LZ4_COMPRESSION})
+    assert image_types(disp) == {0}
+    canvas = Canvas(320, 200)
+    assert await sync_canvas(disp, canvas, guest)
+    guest.noise(Rect(5, 5, 50, 60), seed=3)
+    guest.copy(Rect(0, 100, 100, 150), 150, 20)
+    assert await sync_canvas(disp, canvas, guest)
