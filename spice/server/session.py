@@ -15,10 +15,11 @@ if TYPE_CHECKING:
 
 def client_profile(common_caps: frozenset[int], display_caps: frozenset[int] | None = None,
                    transport: str = "tcp") -> str:
-    """Which client linked: ``spice-gtk`` over TCP/TLS; over WebSocket ``spice-html5`` when the
-    display caps lack LZ4 (spice-html5 never decodes it), else our own ``web`` client."""
+    """Which client linked: ``spice-gtk`` over TCP/TLS; over WebSocket our own ``web`` client
+    (it announces common cap AUTH_SPICE, 0x0B, and display cap LZ4) or else ``spice-html5``
+    (common caps 0x09, never LZ4)."""
     if transport in ("websocket", "ws", "wss", "web"):
-        if display_caps is not None and 5 in display_caps:
+        if 1 in common_caps or (display_caps is not None and 5 in display_caps):
             return "web"
         return "spice-html5"
     return "spice-gtk"

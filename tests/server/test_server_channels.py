@@ -339,3 +339,13 @@ async def test_plain_bitmap_fallback_pipeline(server):
     guest.noise(Rect(5, 5, 50, 60), seed=3)
     guest.copy(Rect(0, 100, 100, 150), 150, 20)
     assert await sync_canvas(disp, canvas, guest)
+
+
+def test_client_profiles():
+    from spice.server.session import client_profile
+
+    assert client_profile(frozenset({0, 2, 3}), frozenset({0, 1, 5}), "tcp") == "spice-gtk"
+    assert client_profile(frozenset({0, 3}), frozenset({0, 4, 8, 9, 10}), "websocket") == "spice-html5"
+    assert client_profile(frozenset({0, 3}), None, "wss") == "spice-html5"
+    assert client_profile(frozenset({0, 1, 3}), None, "websocket") == "web"
+    assert client_profile(frozenset({0, 1, 3}), frozenset({5}), "websocket") == "web"
