@@ -362,3 +362,24 @@ async def test_ctrl_alt_del_button_scaling_and_touch():
             await ctx.close()
     finally:
         await srv.close()
+
+
+async def test_bursts_of_small_updates_end_pixel_exact():
+    """Hundreds of small fills per frame (more dirty rects than the client presents one by one)."""
+    guest = BuiltinGuest(
+        width=W, height=H, workload="many-small-fills", clock=lambda: datetime(2026, 1, 2, 3, 4, 5)
+    )
+    srv = SpiceServer(guest, ServerConfig(port=0, disable_ticketing=True))
+    await srv.start()
+    try:
+        async with chromium() as browser:
+            page = await open_client(browser, srv)
+            await asyncio.sleep(2.0)
+            await guest.stop()
+            await wait_for(
+                lambda: canvas_matches_guest(page, guest), timeout=30, what="canvas after the burst"
+            )
+            presents = await page.evaluate("window.aiospice.stats().display.presents")
+            assert presents > 0
+    finally:
+        await srv.close()

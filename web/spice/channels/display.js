@@ -64,14 +64,15 @@ export class DisplayChannel extends Channel {
   markDirty(s, rect) {
     if (!s.primary) return;
     const list = this.dirty || (this.dirty = []);
-    if (list.length < 64) list.push({ x: rect.x, y: rect.y, w: rect.w, h: rect.h });
-    else {
-      const u = list[0];
-      const x = Math.min(u.x, rect.x), y = Math.min(u.y, rect.y);
-      u.w = Math.max(u.x + u.w, rect.x + rect.w) - x;
-      u.h = Math.max(u.y + u.h, rect.y + rect.h) - y;
-      u.x = x; u.y = y;
-      list.length = 1;
+    list.push({ x: rect.x, y: rect.y, w: rect.w, h: rect.h });
+    if (list.length > 64) { // too many: keep only their bounding box
+      let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+      for (const d of list) {
+        x0 = Math.min(x0, d.x); y0 = Math.min(y0, d.y);
+        x1 = Math.max(x1, d.x + d.w); y1 = Math.max(y1, d.y + d.h);
+      }
+      list.length = 0;
+      list.push({ x: x0, y: y0, w: x1 - x0, h: y1 - y0 });
       list.overflow = true;
     }
     if (!this.rafPending) {
