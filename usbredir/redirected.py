@@ -23,7 +23,9 @@ Modelled on QEMU ``hw/usb/redirect.c``.  Two layers:
   reads the device and configuration descriptors (and the product string) through the link.
   Transfers are coroutines completed by the host's reply; cancelling the awaiting task cancels
   the request on the wire.  ``RedirectedDevice.wait_for_data(ep)`` waits for interrupt/iso/
-  buffered-bulk data (for NAK-driven pollers).
+  buffered-bulk data (for NAK-driven pollers).  A device attached right after a detach on the
+  same connection is announced 200 ms later (QEMU does the same so the guest sees both events).
+  Unlike QEMU, interrupt OUT transfers complete when the host's reply arrives.
 
 Status mapping (QEMU ``usbredir_handle_status``): success, stall, babble pass through;
 cancelled, inval, ioerror, timeout and unknown codes become IOERROR.
@@ -58,6 +60,7 @@ MAX_TRANSFER = 16 << 20          # largest bulk request we issue (and reply we a
 INTERRUPT_QUEUE = 1000           # packets buffered per interrupt IN endpoint (QEMU's limit)
 BUFFERED_BULK_BYTES = 8 << 20    # bytes buffered per buffered-bulk endpoint
 CANCELLED_IDS = 4096             # cancelled ids remembered (their late replies are dropped)
+REATTACH_DELAY = 0.2             # after a detach, the next device waits this long (QEMU next_attach_time)
 
 _PASS = {Status.SUCCESS, Status.STALL, Status.BABBLE}
 
@@ -721,6 +724,7 @@ class GuestConnection:
         self._replies: dict[int, asyncio.Future] = {}
         self._data_waiters: dict[int, asyncio.Event] = collections.defaultdict(asyncio.Event)
         self._tasks: set[asyncio.Task] = set()
+        self._last_detach = -1e9
         self._flush()  # our hello
 
     # --- plumbing ---
@@ -782,6 +786,10 @@ class GuestConnection:
                 w.set()
 
     async def _announce(self, dev: RedirectedDevice) -> None:
+        loop = asyncio.get_running_loop()
+        wait = self._last_detach + REATTACH_DELAY - loop.time()
+        if wait > 0:  # let the guest see the detach before the next attach
+            await asyncio.sleep(wait)
         try:
             await dev._read_identity()
         except (ConnectionError, OSError) as exc:
@@ -800,6 +808,7 @@ class GuestConnection:
         if dev is None:
             return
         dev.detached = True
+        self._last_detach = asyncio.get_running_loop().time()
         log.info("redirected device gone: %s", reason)
         if dev.on_disconnect is not None:
             dev.on_disconnect()

@@ -128,3 +128,24 @@ async def test_too_many_connections_are_refused():
         assert await asyncio.wait_for(conns[2][0].read(), 5) == b""  # closed without a hello
         for _, w in conns:
             w.close()
+
+
+async def test_disconnect_then_next_device_on_the_same_connection():
+    loop = asyncio.get_running_loop()
+    async with GuestListener() as listener:
+        host = await ScriptedHost.connect(listener.port)
+        pump = asyncio.create_task(host.pump())
+        first = await listener.next_device(timeout=10)
+        gone_at: list[float] = []
+        first.on_disconnect = lambda: gone_at.append(loop.time())
+        host.send(P.DeviceDisconnect())
+        await asyncio.sleep(0.05)
+        host.send(*DEVICE)  # the next device, at once
+        second = await listener.next_device(timeout=10)
+        assert first.detached and not second.detached and second is not first
+        assert loop.time() - gone_at[0] >= 0.19  # announced after the re-attach delay
+        assert any(isinstance(r, P.DeviceDisconnectAck) for r in host.requests)
+        assert (await first.control(SetupPacket(0x80, 6, 0x100, 0, 18))).status == Status.IOERROR
+        assert bytes((await second.control(SetupPacket(0x80, 6, 0x100, 0, 18))).data) == DESC
+        host.writer.close()
+        await asyncio.wait_for(pump, 10)
