@@ -283,9 +283,11 @@ class UsbredirHost:
         self._submit("ctl", ev, work)
 
     def _on_set_config(self, ev: P.SetConfiguration) -> None:
+        # what is pending now is dropped (usbredir: control packets end data packets and streams)
+        self._cancel_all(set(self._streams) | {p.endpoint for _, p in self._pending.values()
+                                               if not isinstance(p, P.ControlPacket)})
+
         async def work() -> None:
-            self._cancel_all({ep for ep in list(self._streams)} | {p.endpoint for _, p in self._pending.values()
-                                                                    if not isinstance(p, P.ControlPacket)})
             status = await self.device.set_configuration(ev.configuration)
             if status == Status.SUCCESS:
                 self.configuration = ev.configuration
@@ -302,13 +304,14 @@ class UsbredirHost:
         return number in iface.interface
 
     def _on_set_alt(self, ev: P.SetAltSetting) -> None:
+        if self._interface_exists(ev.interface):
+            self._cancel_all({P.i2ep(i) for i in range(32) if self.ep_info.interface[i] == ev.interface
+                              and self.ep_info.type[i] not in (EndpointType.CONTROL, EndpointType.INVALID)})
+
         async def work() -> None:
             if not self._interface_exists(ev.interface):
                 self._send(P.AltSettingStatus(ev.id, Status.INVAL, ev.interface, 0xFF))
                 return
-            eps = {P.i2ep(i) for i in range(32) if self.ep_info.interface[i] == ev.interface
-                   and self.ep_info.type[i] not in (EndpointType.CONTROL, EndpointType.INVALID)}
-            self._cancel_all(eps)
             status = await self.device.set_alt_setting(ev.interface, ev.alt)
             if status == Status.SUCCESS:
                 self.alt_settings[ev.interface] = ev.alt
@@ -414,8 +417,14 @@ class UsbredirHost:
 
     # --- streams -------------------------------------------------------------------------------
     def _start_stream(self, ep: int, loop: Callable[[], Awaitable[None]]) -> None:
-        task = asyncio.get_running_loop().create_task(loop())
-        self._streams[ep] = task
+        ctl = self._tails.get("ctl")  # let a set_configuration / set_alt_setting in progress finish first
+
+        async def run() -> None:
+            if ctl is not None and not ctl.done():
+                await asyncio.wait([ctl])
+            await loop()
+
+        self._streams[ep] = asyncio.get_running_loop().create_task(run())
 
     def _on_start_interrupt(self, ev: P.StartInterruptReceiving) -> None:
         ep = ev.endpoint
@@ -429,16 +438,21 @@ class UsbredirHost:
 
         async def stream() -> None:
             counter = 0
+            recovered = False
             while True:
                 r = await self._call(lambda: self.device.interrupt(ep, None, maxp), ep)
-                if r.status == Status.STALL:
-                    if await self.device.clear_halt(ep) == Status.SUCCESS:
+                if r.status == Status.STALL and not recovered:
+                    # as usbredirhost: clear the halt and restart silently (once in a row)
+                    recovered = await self.device.clear_halt(ep) == Status.SUCCESS
+                    if recovered:
                         counter = 0
+                        await asyncio.sleep(self._interval_s(ep))
                         continue
                 if r.status != Status.SUCCESS:
                     self._send(P.InterruptReceivingStatus(ev.id, int(r.status), ep))
                     self._streams.pop(ep, None)
                     return
+                recovered = False
                 self.stats.bytes_to_guest += len(r.data)
                 self._send(P.InterruptPacket(counter, ep, Status.SUCCESS, len(r.data), r.data))
                 counter += 1
