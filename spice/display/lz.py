@@ -63,12 +63,21 @@ def encode_rgb32(pixels: np.ndarray) -> bytes:
 
     # literal tokens: control byte, then B, G, R of each pixel
     out[off[lit]] = plen[lit] - 1
-    lit_pix = np.flatnonzero(cls == _LIT)
-    base = np.repeat(off[lit] + 1 - 3 * pstart[lit], plen[lit]) + 3 * lit_pix
-    bgr = px.reshape(n, 4)[lit_pix, :3]
-    out[base] = bgr[:, 0]
-    out[base + 1] = bgr[:, 1]
-    out[base + 2] = bgr[:, 2]
+    lit_mask = cls == _LIT
+    n_lit = int(np.count_nonzero(lit_mask))
+    if n_lit * 3 > n:  # literal-heavy (photos): payload = every byte not in a control/copy token
+        payload = np.ones(len(out), bool)
+        payload[off] = False
+        payload[off[~lit] + 1] = False
+        payload[off[~lit & (plen >= 7)] + 2] = False
+        out[payload] = px.reshape(n, 4)[lit_mask, :3].reshape(-1)
+    elif n_lit:  # few literals (UI): scatter them
+        lit_pix = np.flatnonzero(lit_mask)
+        base = np.repeat(off[lit] + 1 - 3 * pstart[lit], plen[lit]) + 3 * lit_pix
+        bgr = px.reshape(n, 4)[lit_pix, :3]
+        out[base] = bgr[:, 0]
+        out[base + 1] = bgr[:, 1]
+        out[base + 2] = bgr[:, 2]
 
     # copy tokens
     m = ~lit
@@ -107,6 +116,8 @@ def decode_rgb32(stream: bytes) -> np.ndarray:
                 k = c + 1
                 if op + k > n:
                     raise LzError("literal run past the end of the image")
+                if pos + 3 * k > len(data):
+                    raise LzError("truncated LZ stream")
                 out[op:op + k, :3] = np.frombuffer(data[pos:pos + 3 * k], np.uint8).reshape(k, 3)
                 pos += 3 * k
                 op += k
