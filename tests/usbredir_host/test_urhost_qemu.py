@@ -217,3 +217,67 @@ async def test_keyboard_cli_type_text(need_qemu):
             share.kill()
             await share.wait()
         await guest.stop()
+
+
+def make_tls_dir(path) -> str:
+    """ca-cert.pem, server-cert.pem, server-key.pem for 127.0.0.1 (QEMU's x509-dir layout)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "aiospice test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
+          .not_valid_after(now + datetime.timedelta(days=2))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "ca-cert.pem"), "wb") as f:
+        f.write(ca.public_bytes(serialization.Encoding.PEM))
+    with open(os.path.join(path, "server-cert.pem"), "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(os.path.join(path, "server-key.pem"), "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                  serialization.NoEncryption()))
+    return str(path)
+
+
+async def test_storage_share_spice_tls_to_qemu(tmp_path, need_qemu):
+    """`aiospice usb share spice+tls://` with a CA file, against QEMU's SPICE TLS port."""
+    payload = os.urandom(256 << 10)
+    img = str(tmp_path / "stick.img")
+    make_fat_image(img, 16, {"DATA.BIN": payload})
+    x509 = make_tls_dir(tmp_path / "x509")
+    port = free_port()
+    guest = QemuGuest(["-spice", f"tls-port={port},addr=127.0.0.1,x509-dir={x509},disable-ticketing=on",
+                       "-chardev", "spicevmc,name=usbredir,id=ur0",
+                       "-device", "usb-redir,chardev=ur0,id=redir0,bus=ehci.0"])
+    share = None
+    try:
+        await guest.start()
+        share = await start_share(f"spice+tls://127.0.0.1:{port}", "--ca-file", f"{x509}/ca-cert.pem",
+                                  "--storage", img + ",ro")
+        await guest.wait_for_command("test -b /dev/sda", timeout=60)
+        await guest.check("mount -t vfat -o ro /dev/sda /mnt")
+        assert (await guest.check("sha256sum /mnt/DATA.BIN")).split()[0] == sha256(payload)
+        await guest.check("umount /mnt")
+        rc, log = await stop_share(share)
+        assert rc == 0, log
+    finally:
+        if share is not None and share.returncode is None:
+            share.kill()
+            await share.wait()
+        await guest.stop()
