@@ -72,6 +72,27 @@ async def test_fat_stick_list_read_write_then_fsck_and_mtools(tmp_path):
     assert copy == small
 
 
+@pytest.mark.parametrize("size_kib", [1440, 8192, 65536])  # FAT12, FAT12 near the FAT16 limit, FAT16
+async def test_fat_types_read_and_write(tmp_path, size_kib):
+    data = os.urandom(150_000)
+    img = make_fat(tmp_path, size_kib, {"DATA.BIN": data})
+    usb = UsbSubsystem(debounce=0.001)
+    await usb.start()
+    stick = MassStorage(img)
+    try:
+        port = usb.attach(stick)
+        await usb.wait_mounted(port)
+        assert sha(await usb.read_file(port, "/DATA.BIN")) == sha(data)
+        await usb.write_file(port, "/OUT.BIN", data[::-1])
+        await usb.eject(port)
+    finally:
+        await usb.close()
+        await stick.close()
+    assert subprocess.run(["fsck.vfat", "-n", img], capture_output=True).returncode == 0
+    out = subprocess.run(["mtype", "-i", img, "::OUT.BIN"], check=True, capture_output=True).stdout
+    assert out == data[::-1]
+
+
 @pytest.mark.skipif(not shutil.which("genisoimage"), reason="genisoimage missing")
 async def test_iso9660_image_is_mounted_read_only(tmp_path):
     src = tmp_path / "cd"

@@ -169,6 +169,36 @@ def _partition_offset(sector0: bytes) -> int:
     return 0
 
 
+def _pyfatfs(fp):
+    """A pyfatfs filesystem on ``fp`` with the FAT type decided correctly.
+
+    pyfatfs 1.1.0 decides FAT12/16 in ``parse_header`` before it has computed the root-directory
+    size, so volumes just under 4085 clusters (mkfs.vfat's 8 MiB FAT12) are read as FAT16 and
+    every file longer than a few clusters fails with StopIteration.  Parsing the header twice
+    (the second time with the root-directory size known) gives the right type.
+    """
+    import datetime
+
+    from fs.base import FS
+    from pyfatfs.PyFat import PyFat
+    from pyfatfs.PyFatFS import PyFatBytesIOFS
+
+    class _PyFat(PyFat):
+        def parse_header(self) -> None:
+            super().parse_header()
+            super().parse_header()
+
+    class _FatFS(PyFatBytesIOFS):
+        def __init__(self, fp) -> None:
+            FS.__init__(self)
+            self.preserve_case = True
+            self.fs = _PyFat(lazy_load=True)
+            self.fs.set_fp(fp)
+            self.tz = datetime.UTC
+
+    return _FatFS(fp)
+
+
 class FatVolume:
     """A mounted FAT filesystem; every method is async and serialised."""
 
@@ -182,13 +212,11 @@ class FatVolume:
 
     @classmethod
     async def mount(cls, drive: MassStorageDriver) -> FatVolume:
-        from pyfatfs.PyFatFS import PyFatBytesIOFS
-
         loop = asyncio.get_running_loop()
         sector0 = await drive.read_blocks(0, 1)
         offset = _partition_offset(sector0[:512])
         bf = BlockFile(drive, loop, offset, writable=not drive.read_only)
-        fs = await asyncio.to_thread(PyFatBytesIOFS, bf, utc=True)
+        fs = await asyncio.to_thread(_pyfatfs, bf)
         return cls(fs, bf)
 
     async def _run(self, fn, *args):
