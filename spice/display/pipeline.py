@@ -127,7 +127,7 @@ class DisplayClient:
 
     @property
     def jpeg_allowed(self) -> bool:
-        return self.lossy_allowed and ImageType.JPEG in self.caps.types
+        return self.lossy_allowed and self._pipeline.jpeg_stills and ImageType.JPEG in self.caps.types
 
     # -- consumer side
     @property
@@ -374,8 +374,10 @@ class DisplayPipeline:
         self.image_cache = image_cache
         #: when set, every image is encoded with this type (tests, benchmarks), whatever the caps say
         self.force_type: ImageType | None = None
-        #: when not None, overrides every client's ``caps.lossy`` (server policy: allow MJPEG streams)
+        #: when not None, overrides every client's ``caps.lossy`` (server policy: allow MJPEG streams
+        #: and, with ``jpeg_stills``, JPEG for photographic still pieces)
         self.lossy: bool | None = None
+        self.jpeg_stills = True
         self.stats = PipelineStats()
         self._clients: list[DisplayClient] = []
         self._encoded: dict[tuple, DrawCommand] = {}
