@@ -184,3 +184,48 @@ async def test_hostile_http_and_websocket_input_leaves_server_working():
         await wait_for(lambda: len(srv.connections) == 0, what="all hostile connections gone")
     finally:
         await srv.close()
+
+
+@pytest.mark.peer
+async def test_remote_viewer_opens_the_vv_file(certs, tmp_path):
+    """The .vv downloaded over https makes remote-viewer connect over TLS, trusting the CA inside it."""
+    import shutil
+
+    import spicegtk
+
+    if not (shutil.which("remote-viewer") and shutil.which("Xvfb")):
+        pytest.skip("remote-viewer or Xvfb missing")
+    srv = SpiceServer(
+        frozen_guest(), ServerConfig(port=0, tls_port=0, certs_dir=certs, disable_ticketing=True)
+    )
+    await srv.start()
+    tls = srv.ports["tls"]
+    ctx = ssl.create_default_context(cafile=str(certs / "ca-cert.pem"))
+    try:
+        status, _, body = await http_get(tls, "/connect.vv", ssl_ctx=ctx)
+        assert status == 200
+        vv = tmp_path / "aiospice.vv"
+        vv.write_bytes(body)
+        async with spicegtk.xvfb() as display:
+            proc = await asyncio.create_subprocess_exec(
+                "remote-viewer",
+                str(vv),
+                env={**os.environ, "DISPLAY": display},
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            try:
+                await wait_for(
+                    lambda: any(
+                        c.transport == "tls" and c.channel is not None and c.channel.channel_type == 2
+                        for c in srv.connections
+                    ),
+                    timeout=30,
+                    what="remote-viewer's display channel over TLS",
+                )
+            finally:
+                proc.terminate()
+                await asyncio.wait_for(proc.wait(), 10)
+        assert not vv.exists()  # delete-this-file=1 was honoured: the file was read as a .vv
+    finally:
+        await srv.close()
