@@ -154,3 +154,50 @@ async def test_decoders_match_python_encoders(frontdoor):
         bad[18:22] = struct.pack("<I", len(bad) - 22)
         res = await run_decoders(page, [bytes(bad), images.encode_lz4(pics["noise"])[:60]])
         assert [r[0] for r in res] == ["error", "error"], res
+
+
+RSA_JS = """async ([spkiB64, texts]) => {
+  const { oaepEncrypt, sha1 } = await import('/spice/rsa.js');
+  const dec = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const enc = (u8) => btoa(String.fromCharCode.apply(null, u8));
+  const spki = dec(spkiB64);
+  const tickets = texts.map((t) => enc(oaepEncrypt(spki, new TextEncoder().encode(t + '\\0'))));
+  const hashes = [0, 1, 55, 56, 63, 64, 65, 1000].map((n) => {
+    const u8 = new Uint8Array(n);
+    for (let i = 0; i < n; i++) u8[i] = (i * 7 + 3) & 255;
+    return enc(sha1(u8));
+  });
+  return [tickets, hashes];
+}"""
+
+
+async def test_bigint_rsa_oaep_fallback_ticket(frontdoor):
+    """The ticket path for pages without WebCrypto (plain http to a non-loopback host): the server's
+    private key must decrypt what the BigInt RSA-OAEP-SHA1 code produced; SHA-1 matches hashlib."""
+    import hashlib
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    spki = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert len(spki) == 162
+    texts = ["", "pw", "x" * 60, "pässwörd"]
+    async with chromium() as browser:
+        page = await new_page(browser)
+        base = f"http://127.0.0.1:{frontdoor.port}"
+        await page.route(
+            f"{base}/blank.html", lambda r: r.fulfill(body="<!doctype html>", content_type="text/html")
+        )
+        await page.goto(f"{base}/blank.html")
+        tickets, digests = await page.evaluate(RSA_JS, [base64.b64encode(spki).decode(), texts])
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+    for text, b64 in zip(texts, tickets, strict=True):
+        cipher = base64.b64decode(b64)
+        assert len(cipher) == 128
+        assert key.decrypt(cipher, oaep) == text.encode() + b"\0"
+    for n, b64 in zip([0, 1, 55, 56, 63, 64, 65, 1000], digests, strict=True):
+        data = bytes((i * 7 + 3) & 255 for i in range(n))
+        assert base64.b64decode(b64) == hashlib.sha1(data).digest()
