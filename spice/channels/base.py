@@ -30,7 +30,9 @@ class ChannelError(Exception):
 class Channel:
     channel_type: ClassVar[int]
     name: ClassVar[str] = "channel"
-    #: start with SET_ACK {1, ack_window}; every message then waits for room in the window
+    #: start with SET_ACK {1, ack_window}; every message then waits for room in the window.
+    #: (spice-server does this on display/cursor only; spice-gtk, spice-html5, our web client and
+    #: our own client answer SET_ACK on any channel, so we bound every channel the same way.)
     flow_control: ClassVar[bool] = True
     #: largest client message body accepted
     max_message: ClassVar[int] = 64 * 1024
@@ -40,7 +42,7 @@ class Channel:
 
     @classmethod
     def channel_ids(cls, server: SpiceServer) -> list[int]:
-        """Ids of this type offered in CHANNELS_LIST (empty: offered only if linked directly)."""
+        """Ids of this type that exist: listed in CHANNELS_LIST and accepted at link."""
         return [0]
 
     @classmethod

@@ -4,6 +4,11 @@ Shared by every channel type and by both the server and the client side.  Bytes 
 :meth:`ChannelProtocol.receive_data`, which handles the base messages itself and returns
 the channel-specific :class:`~spice.proto.headers.Message` objects plus a few events; bytes to
 write come out of :meth:`ChannelProtocol.data_to_send`.
+
+Server side, after :meth:`ChannelProtocol.set_ack` every message waits in the protocol's queue
+until the ACK window has room (spice.md §4.3: at most 2 * window + 1 unacknowledged), so the
+window is enforced on all of a channel's sends; :attr:`ChannelProtocol.room` tells producers
+how much more is worth queueing.
 """
 
 from __future__ import annotations
