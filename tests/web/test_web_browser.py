@@ -383,3 +383,32 @@ async def test_bursts_of_small_updates_end_pixel_exact():
             assert presents > 0
     finally:
         await srv.close()
+
+
+async def test_reconnect_with_backoff_across_a_server_restart():
+    srv = await start_server(password="pw2")
+    port = srv.ports["plain"]
+    try:
+        async with chromium() as browser:
+            page = await new_page(browser)
+            await page.goto(url(srv))
+            await page.wait_for_selector("#password-dialog[open]", timeout=10000)
+            await page.fill("#password", "pw2")
+            await page.click("#password-ok")
+            await wait_for(lambda: _is(page, "connected"), what="connected")
+            await srv.close()
+            # Server gone: the client keeps retrying, with growing delays, and says so.
+            await wait_for(
+                lambda: page.evaluate("window.aiospice.reconnects >= 3"), timeout=30, what="retries"
+            )
+            text = await page.inner_text("#status-text")
+            assert text.startswith("reconnecting") and "retry in" in text
+            delay = float(text.rsplit("retry in ", 1)[1].split()[0])
+            assert delay >= 2.0  # 0.5 s doubled at least twice
+            # Back on the same port (new guest, same password): the client reconnects by itself.
+            srv = SpiceServer(frozen_guest(), ServerConfig(port=port, password="pw2"))
+            await srv.start()
+            await wait_for(lambda: _is(page, "connected"), timeout=40, what="reconnected after restart")
+            await wait_for(lambda: canvas_matches_guest(page, srv.guest), what="new server's picture")
+    finally:
+        await srv.close()
