@@ -111,6 +111,7 @@ async def run_one(args, workload: str, type_name: str) -> dict:
         shadows.append(sh)
     await guest.start()
     frames0 = pipeline.stats.frames
+    shared0, cached0, streams0 = pipeline.stats.shared, pipeline.stats.cache_hits, pipeline.stats.stream_frames
     spent[0] = 0.0
     cpu0, wall0 = time.process_time(), time.monotonic()
     await asyncio.sleep(args.seconds)
@@ -129,8 +130,8 @@ async def run_one(args, workload: str, type_name: str) -> dict:
     return {"workload": workload, "type": type_name, "guest": guest.name, "fps": frames / wall,
             "cpu_ms": 1000 * cpu / f, "pipe_ms": 1000 * spent[0] / f,
             "bytes": stats["bytes"] / f / args.clients, "kbps": stats["bytes"] / wall / args.clients / 1024,
-            "shared": pipeline.stats.shared, "streams": pipeline.stats.stream_frames,
-            "cached": pipeline.stats.cache_hits, "ok": ok}
+            "shared": pipeline.stats.shared - shared0, "streams": pipeline.stats.stream_frames - streams0,
+            "cached": pipeline.stats.cache_hits - cached0, "ok": ok}
 
 
 async def _main(args) -> int:
