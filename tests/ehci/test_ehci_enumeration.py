@@ -140,3 +140,51 @@ async def test_hot_plug_and_unplug_on_hub_and_root_port():
         assert usb.info(c).speed == Speed.LOW
     finally:
         await usb.close()
+
+
+class FlakyDevice(LoopbackDevice):
+    """Fails its first control transfer (a device that needs a second port reset)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    async def control(self, setup, data=b""):
+        if self.failures:
+            self.failures -= 1
+            from usbredir.device import Status, TransferResult
+            return TransferResult(Status.IOERROR)
+        return await super().control(setup, data)
+
+
+async def test_enumeration_retries_after_a_failed_transfer():
+    usb = UsbSubsystem(debounce=0.001)
+    await usb.start()
+    try:
+        dev = FlakyDevice()
+        port = usb.attach(dev)
+        await usb.wait_for(lambda s: port in s.core.devices and s.core.devices[port].state == "configured")
+        assert dev.failures == 0 and usb.info(port).product == "loopback"
+    finally:
+        await usb.close()
+
+
+async def test_host_system_error_resets_controller_and_reenumerates():
+    usb = UsbSubsystem(debounce=0.001)
+    await usb.start()
+    try:
+        ports = [usb.attach(HidKeyboard()), usb.attach(LowSpeedKeyboard(), None), usb.attach(LoopbackDevice(), "4")]
+        await usb.wait_for(lambda s: all(p in s.core.devices and s.core.devices[p].state == "configured"
+                                         for p in ports))
+        # a wild guest write: the async ring head now links outside RAM
+        usb.memory.write32(usb.hcd.head, 0xFFFF_F000 | 2)
+        await usb.wait_for(lambda s: s.recoveries == 1, 5)
+        assert "outside guest RAM" in usb.controller.last_error
+        await usb.wait_for(lambda s: all(p in s.core.devices and s.core.devices[p].state == "configured"
+                                         for p in ports), 10)
+        kb = usb.info(ports[0]).driver
+        usb.controller.find_slot(usb.info(ports[0]).address).device.type_text("ok")
+        await usb.wait_for(lambda s: "".join(kb.text) == "ok")
+        assert not usb.controller.mmio_read(0x24) & 0x1010  # running, no HSE pending
+    finally:
+        await usb.close()

@@ -168,3 +168,32 @@ async def test_unplug_stick_during_file_read_then_replug(tmp_path):
     finally:
         await usb.close()
         await stick.close()
+
+
+async def test_scsi_errors_and_bot_reset_recovery(tmp_path):
+    img = make_fat(tmp_path, 2048, {"A.TXT": b"abc"})
+    usb = UsbSubsystem(debounce=0.001, automount=False)
+    await usb.start()
+    stick = MassStorage(img)
+    try:
+        from usbredir.guest.storage import ScsiError
+
+        port = usb.attach(stick)
+        await usb.wait_for(lambda s: port in s.core.devices and s.core.devices[port].state == "configured")
+        drive = usb.info(port).driver
+        first = await drive.read_blocks(0, 1)
+        with pytest.raises(ScsiError) as err:  # beyond the medium: CHECK CONDITION + REQUEST SENSE
+            await drive.read_blocks(drive.blocks + 5, 1)
+        assert err.value.sense[2] & 0xF == 0x5  # ILLEGAL REQUEST
+        assert await drive.read_blocks(0, 1) == first
+        # an invalid CBW halts both bulk endpoints (BOT 6.6.1) until Reset Recovery
+        with pytest.raises(UsbError) as err:
+            await usb.hcd.bulk(drive.pipe_out, b"not a CBW")
+        assert err.value.kind == "stall"
+        with pytest.raises((UsbError, ScsiError)):
+            await drive.command(bytes(6))
+        await drive.reset_recovery()
+        assert await drive.read_blocks(0, 1) == first
+    finally:
+        await usb.close()
+        await stick.close()

@@ -50,6 +50,10 @@ class UsbSubsystem:
         self.volumes: dict[str, object] = {}
         self.runtime: EhciRuntime | None = None
         self._mounts: dict[str, asyncio.Task] = {}
+        self._memory_size = memory_size
+        self.hcd.on_fatal = self._on_fatal
+        self._recovery: asyncio.Task | None = None
+        self.recoveries = 0
 
     def _irq(self, level: bool) -> None:
         self.hcd.irq(level)
@@ -59,7 +63,23 @@ class UsbSubsystem:
         await self.hcd.start()
         self.core.start()
 
+    def _on_fatal(self) -> None:
+        if self._recovery is None or self._recovery.done():
+            self._recovery = asyncio.get_running_loop().create_task(self._recover())
+
+    async def _recover(self) -> None:
+        """Host system error: drop every device, reset and restart the controller, re-enumerate."""
+        self.recoveries += 1
+        log.error("EHCI halted (%s): resetting the controller", self.controller.last_error or "HSE")
+        for port in sorted({p.split(".")[0] for p in self.core.devices}):
+            await self.core.disconnect(port)
+        self.dma = DmaPool(self.memory, 0x10000, self._memory_size - 0x10000)  # old structures are gone
+        self.hcd.dma = self.dma
+        await self.hcd.start()
+
     async def close(self) -> None:
+        if self._recovery is not None:
+            self._recovery.cancel()
         for t in self._mounts.values():
             t.cancel()
         await self.core.stop()
