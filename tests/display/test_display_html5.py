@@ -111,3 +111,50 @@ async def test_spice_html5_decodes_lz_rgb_fills_and_copies_exactly():
         await srv.close()
         httpd.shutdown()
         httpd.server_close()
+
+
+async def test_spice_html5_plays_an_mjpeg_stream_then_shows_the_lossless_picture():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(HTML5_DIR)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    site = f"http://127.0.0.1:{httpd.server_address[1]}"
+    guest = FakeGuest(W, H, seed=12)
+    guest.fb[..., :3] = 60
+    srv = SpiceServer(guest, ServerConfig(port=0, disable_ticketing=True, extra={"allow_origin": [site]}))
+    await srv.start()
+    pipeline = srv.display_pipeline
+    pipeline.lossy = True
+    try:
+        async with chromium() as browser:
+            page = await new_page(browser)
+            await page.goto(f"{site}/spice_auto.html?host=127.0.0.1&port={srv.ports['plain']}&path=spice")
+
+            async def matches() -> bool:
+                bgr = await canvas_bgr(page)
+                return bgr is not None and np.array_equal(bgr, guest.fb[..., :3])
+
+            for _ in range(60):
+                if await matches():
+                    break
+                await asyncio.sleep(0.25)
+            assert await matches(), "first screen differs"
+            video = Rect(40, 20, 200, 140)
+            yy, xx = np.mgrid[0:120, 0:160]
+            for t in range(30):
+                v = guest.fb[20:140, 40:200]
+                v[..., 0] = (xx + 3 * t) % 256
+                v[..., 1] = (yy * 2 + t) % 256
+                v[..., 2] = (xx + yy + 5 * t) % 256
+                guest.report(video)
+                guest.finish()
+                await asyncio.sleep(0.04)
+            assert pipeline.active_stream is not None
+            for _ in range(60):
+                if await matches():
+                    break
+                await asyncio.sleep(0.25)
+            assert await matches(), "canvas differs after the stream ended"
+            assert pipeline.stats.stream_frames >= 10 and pipeline.active_stream is None
+    finally:
+        await srv.close()
+        httpd.shutdown()
+        httpd.server_close()
