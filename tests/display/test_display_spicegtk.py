@@ -102,3 +102,44 @@ async def test_spice_gtk_plays_an_mjpeg_stream_then_gets_the_lossless_picture(tm
     assert pipeline.active_stream is None  # ended once the area was still
     shown = spicegtk.read_dump(tmp_path / "fb.raw", W, H)
     assert np.array_equal(shown[..., :3], guest.fb[..., :3])  # lossless refresh after the stream
+
+
+async def test_spice_gtk_shows_stream_frames_while_streaming(tmp_path):
+    guest = FakeGuest(W, H, seed=22)
+    guest.fb[..., :3] = 70
+    srv = SpiceServer(guest, ServerConfig(port=0, password="pw"))
+    pipeline = srv.display_pipeline
+    pipeline.lossy = True
+    await srv.start()
+    frames = []
+    try:
+        client = asyncio.create_task(spicegtk.gtk_client(f"spice://127.0.0.1:{srv.ports['plain']}", "pw",
+                                                         tmp_path, "--settle", "1.2", "--dump",
+                                                         str(tmp_path / "fb.raw")))
+        for _ in range(300):
+            if pipeline.clients and not pipeline.clients[0].pending:
+                break
+            await asyncio.sleep(0.05)
+        video = Rect(40, 30, 200, 150)
+        yy, xx = np.mgrid[0:120, 0:160]
+        for t in range(100):  # 4 s of video: the dump lands in the middle of the stream
+            v = guest.fb[30:150, 40:200]
+            v[..., 0] = (xx + 7 * t) % 256
+            v[..., 1] = (yy * 2 + 3 * t) % 256
+            v[..., 2] = (xx + yy + 11 * t) % 256
+            frames.append(v[..., :3].copy())
+            guest.report(video)
+            guest.finish()
+            await asyncio.sleep(0.04)
+            if client.done():
+                break
+        rep = await client
+    finally:
+        await srv.close()
+    assert not rep["errors"], rep
+    shown = spicegtk.read_dump(tmp_path / "fb.raw", W, H)[30:150, 40:200, :3].astype(int)
+    errors = [np.abs(shown - f).mean() for f in frames]
+    best = int(np.argmin(errors))
+    assert errors[best] < 10, min(errors)
+    assert best >= 12, "the picture is not a stream frame"  # the stream starts after ~10 frames
+    assert pipeline.stats.streams >= 1
