@@ -5,9 +5,7 @@ and of 64 KiB, 64-bit ids, as a usb-host sends them), parses each with :class:`U
 (fed in ``--chunk`` sized reads, events drained per read as a connection loop would) and with
 libusbredirparser through the C test harness (``tests/usbredir_proto/harness.c``, compiled with
 gcc when available), and prints packets/s and MB/s for both.  Times are CPU time of the parsing
-process (the machine is shared), best of ``--repeat`` runs.  CPython's cyclic GC costs the 512 B
-case about a third of its time (every packet is a tracked tuple + memoryview); the
-``aiospice+gcfreeze`` row shows the figure after ``gc.freeze()`` of the objects alive at start.
+process (the machine is shared), best of ``--repeat`` runs.
 """
 
 from __future__ import annotations
@@ -108,13 +106,6 @@ def run(quick: bool = False, chunk: int = 256 * 1024, repeat: int = 3) -> list[F
             stream = record_stream(size, count)
             packets, secs = bench_ours(stream, chunk, repeat)
             figures.append(Figure(name, "aiospice", packets, len(stream), secs))
-            # the same after gc.freeze(): what an application that freezes its startup objects sees
-            gc.freeze()
-            try:
-                packets, secs = bench_ours(stream, chunk, repeat)
-            finally:
-                gc.unfreeze()
-            figures.append(Figure(name, "aiospice+gcfreeze", packets, len(stream), secs))
             if exe is not None:
                 path = Path(tmp) / "stream.bin"
                 path.write_bytes(stream)

@@ -104,8 +104,10 @@ class GuestListener:
             self._server.close()
         for conn in list(self.connections):
             await conn.close()
-        for task in list(self._tasks):
-            task.cancel()
+        if self._tasks:  # their connections are closed: they end by themselves
+            _, late = await asyncio.wait(list(self._tasks), timeout=2)
+            for task in late:
+                task.cancel()
         with contextlib.suppress(Exception):
             if self._server is not None:
                 await asyncio.wait_for(self._server.wait_closed(), 2)

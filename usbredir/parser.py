@@ -229,23 +229,28 @@ class UsbredirParser:
         append = self._events.append
         maxlen = self.max_packet_length
         bulk = self._bulk_fast  # (header+bulk unpack_from, its size, data flag) once negotiated
+        if bulk is not None:
+            bunpack, bsize, bflag = bulk
+        else:
+            bunpack, bsize, bflag = None, 1 << 62, 0
+        new, cls, max_bulk = _new, BulkPacket, _MAX_BULK
         while True:
             avail = end - pos
-            if bulk is not None and avail >= bulk[1]:
+            if avail >= bsize:
                 # inlined bulk_packet (the hot packet of mass storage): header and bulk header in one go
-                ptype, length, pid, ep, status, blen, sid, high = bulk[0](view, pos)
+                ptype, length, pid, ep, status, blen, sid, high = bunpack(view, pos)
                 if ptype == 101:
                     stop = pos + hs + length
                     if stop <= end and length <= maxlen:
                         blen |= high << 16
-                        start = pos + bulk[1]
-                        if (ep & 0x80) == bulk[2]:
-                            if stop - start == blen and blen <= _MAX_BULK:
-                                append(_new(BulkPacket, (pid, ep, status, blen, sid, view[start:stop])))
+                        start = pos + bsize
+                        if (ep & 0x80) == bflag:
+                            if stop - start == blen and blen <= max_bulk:
+                                append(new(cls, (pid, ep, status, blen, sid, view[start:stop])))
                                 pos = stop
                                 continue
-                        elif stop == start and blen <= _MAX_BULK:
-                            append(_new(BulkPacket, (pid, ep, status, blen, sid, b"")))
+                        elif stop == start and blen <= max_bulk:
+                            append(new(cls, (pid, ep, status, blen, sid, b"")))
                             pos = stop
                             continue
                     # anything unusual: the general path below handles or reports it
@@ -274,7 +279,8 @@ class UsbredirParser:
                 unpack = hdr.unpack_from
                 hs = hdr.size
                 table = self._table
-                bulk = self._bulk_fast
+                if self._bulk_fast is not None:
+                    bunpack, bsize, bflag = self._bulk_fast
         if pos < end:
             self._head += view[pos:end]
 

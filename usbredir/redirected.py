@@ -847,5 +847,9 @@ class GuestConnection:
             task.cancel()
         if not self.writer.is_closing():
             self.writer.close()
-        with contextlib.suppress(Exception):
-            await self.writer.wait_closed()
+        try:  # a peer that stopped reading must not keep us waiting for the flush
+            await asyncio.wait_for(self.writer.wait_closed(), 2)
+        except OSError:  # TimeoutError and ConnectionError included
+            transport = getattr(self.writer, "transport", None)
+            if transport is not None:
+                transport.abort()

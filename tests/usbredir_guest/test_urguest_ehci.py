@@ -60,8 +60,8 @@ class Rig:
         try:
             await asyncio.wait_for(self.share, 10)
         finally:
-            await self.usb.close()
-            await self.listener.close()
+            await asyncio.wait_for(self.usb.close(), 10)
+            await asyncio.wait_for(self.listener.close(), 10)
 
 
 async def test_fat_stick_through_usbredir_into_ehci(tmp_path):
