@@ -17,6 +17,7 @@ from spice.proto.inputs import (
     InputsMsgc,
     ScancodeDecoder,
 )
+from spice.proto.main import MouseMode
 
 from .base import Channel
 
@@ -94,13 +95,14 @@ class InputsChannel(Channel):
         elif t == InputsMsgc.MOUSE_MOTION:
             self.check_size(msg, MOTION.size)
             dx, dy, buttons = MOTION.unpack_from(body)
-            self.buttons = buttons
-            self.guest.pointer_motion(dx, dy, buttons)
+            if self.session.mouse_mode == MouseMode.SERVER:  # as spice-server: relative only in server mode
+                self.buttons = buttons
+                self.guest.pointer_motion(dx, dy, buttons)
             self._motion_ack()
         elif t == InputsMsgc.MOUSE_POSITION:
             self.check_size(msg, POSITION.size)
             x, y, buttons, display_id = POSITION.unpack_from(body)
-            if display_id == 0:
+            if display_id == 0 and self.session.mouse_mode == MouseMode.CLIENT:  # absolute only in client mode
                 self.buttons = buttons
                 self.guest.pointer_position(x, y, buttons)
             self._motion_ack()

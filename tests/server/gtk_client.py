@@ -40,12 +40,14 @@ def main() -> int:
     ap.add_argument("--ca-file", default="")
     ap.add_argument("--secure-channels", default="")
     ap.add_argument("--settle", type=float, default=1.5)
+    ap.add_argument("--server-mouse", default="", help="DX,DY,N: switch to server mouse mode, N relative motions")
     ap.add_argument("--timeout", type=float, default=30)
     args = ap.parse_args()
 
     loop = GLib.MainLoop()
-    report = {"channels": [], "events": [], "errors": [], "mark": False, "size": None}
-    state = {"primary": None, "inputs": None, "display": None, "done": False}
+    report = {"channels": [], "events": [], "errors": [], "mark": False, "size": None, "mouse_mode": None,
+              "cursor_moves": []}
+    state = {"primary": None, "inputs": None, "display": None, "main": None, "done": False}
     session = SpiceClientGLib.Session()
     session.set_property("uri", args.uri)
     session.set_property("password", args.password)
@@ -84,8 +86,23 @@ def main() -> int:
             inp.position(x, y, 0, 0)
             inp.button_press(1, 1)  # SPICE_MOUSE_BUTTON_LEFT, mask LEFT
             inp.button_release(1, 0)
+        if args.server_mouse:
+            state["main"].request_mouse_mode(1)  # SPICE_MOUSE_MODE_SERVER
+            GLib.timeout_add(500, do_motion)
+        else:
+            GLib.timeout_add(int(args.settle * 1000), finish)
+        return False
+
+    def do_motion() -> bool:
+        dx, dy, n = (int(v) for v in args.server_mouse.split(","))
+        report["mouse_mode"] = state["main"].get_property("mouse-mode")
+        for _ in range(n):
+            state["inputs"].motion(dx, dy, 0)
         GLib.timeout_add(int(args.settle * 1000), finish)
         return False
+
+    def on_cursor_move(channel, x, y):
+        report["cursor_moves"].append([x, y])
 
     def on_mark(channel, mark):
         report["events"].append(f"mark {mark}")
@@ -117,6 +134,10 @@ def main() -> int:
             GObject.Object.connect(channel, "display-mark", on_mark)
         if isinstance(channel, SpiceClientGLib.InputsChannel):
             state["inputs"] = channel
+        if isinstance(channel, SpiceClientGLib.MainChannel):
+            state["main"] = channel
+        if isinstance(channel, SpiceClientGLib.CursorChannel):
+            GObject.Object.connect(channel, "cursor-move", on_cursor_move)
         if not isinstance(channel, SpiceClientGLib.MainChannel):
             channel.connect()
 

@@ -135,12 +135,16 @@ async def test_inputs_keys_pointer_and_motion_ack(server):
     inp.send(InputsMsgc.KEY_SCANCODE, bytes([0x1F, 0x9F, 0xE0, 0x1C, 0xE0, 0x9C]))
     inp.send(InputsMsgc.KEY_DOWN, struct.pack("<I", 0x3A))  # caps lock -> guest LEDs -> KEY_MODIFIERS
     assert (await inp.wait_for(InputsMsg.KEY_MODIFIERS)).body == b"\4\0"
-    for i in range(9):
+    for i in range(9):  # client mouse mode (the default): absolute positions
         inp.send(InputsMsgc.MOUSE_POSITION, struct.pack("<IIHB", i, 2 * i, 0, 0))
+    inp.send(InputsMsgc.MOUSE_MOTION, struct.pack("<iiH", 50, 50, 0))  # relative: ignored in client mode
+    await inp.wait_for(InputsMsg.MOUSE_MOTION_ACK, count=2)
+    main.send(pm.MainMsgc.MOUSE_MODE_REQUEST, struct.pack("<H", 1))
+    await main.wait_for(pm.MainMsg.MOUSE_MODE)
+    inp.send(InputsMsgc.MOUSE_POSITION, struct.pack("<IIHB", 99, 99, 0, 0))  # absolute: ignored in server mode
     inp.send(InputsMsgc.MOUSE_MOTION, struct.pack("<iiH", -3, 4, 1))
     inp.send(InputsMsgc.MOUSE_PRESS, struct.pack("<BH", 1, 1))
     inp.send(InputsMsgc.MOUSE_RELEASE, struct.pack("<BH", 1, 0))
-    await inp.wait_for(InputsMsg.MOUSE_MOTION_ACK, count=2)
     for _ in range(50):
         if ("button", 1, False, 0) in guest.pointer:
             break
@@ -149,7 +153,9 @@ async def test_inputs_keys_pointer_and_motion_ack(server):
                               (0x1F, True), (0x1F, False), (0x11C, True), (0x11C, False)]
     assert guest.pointer[:9] == [("position", i, 2 * i, 0) for i in range(9)]
     assert guest.pointer[9:] == [("motion", -3, 4, 1), ("button", 1, True, 1), ("button", 1, False, 0)]
-    assert len([m for m in inp.messages if m.type == InputsMsg.MOUSE_MOTION_ACK]) == 2  # 10 motions
+    await inp.wait_for(InputsMsg.MOUSE_MOTION_ACK, count=3)  # 12 motions, ignored ones included
+    await inp.pump(0.2)
+    assert len([m for m in inp.messages if m.type == InputsMsg.MOUSE_MOTION_ACK]) == 3
     main.close()
     inp.close()
 

@@ -92,6 +92,25 @@ async def spicy_screenshot_ok(port: int, path: Path, password: str = "pw"):
     return img, out
 
 
+async def test_server_mouse_mode_relative_motion(tmp_path):
+    """spice-gtk asks for server mouse mode, sends relative motions; the guest pointer moves and
+    the cursor channel reports the new position back (CURSOR_MOVE)."""
+    if not spicegtk.have_spice_glib():
+        pytest.skip("SpiceClientGLib missing")
+    srv = await make_server()
+    guest: BuiltinGuest = srv.guest
+    x0, y0 = guest.cursor.x, guest.cursor.y
+    try:
+        rep = await spicegtk.gtk_client(f"spice://127.0.0.1:{srv.ports['plain']}", "pw", tmp_path,
+                                        "--server-mouse", "10,5,9", "--settle", "1")
+        assert not rep["errors"], rep
+        assert rep["mouse_mode"] == 1
+        assert (guest.cursor.x, guest.cursor.y) == (x0 + 90, y0 + 45)
+        assert rep["cursor_moves"] and rep["cursor_moves"][-1] == [x0 + 90, y0 + 45], rep["cursor_moves"]
+    finally:
+        await srv.close()
+
+
 async def test_passwords_right_wrong_expired(tmp_path):
     srv = await make_server(password="s3cret")
     port = srv.ports["plain"]
