@@ -175,7 +175,7 @@ class EhciController(ScheduleEngine):
         for i, slot in enumerate(self.ports):
             self.portsc[i] = R.PORT_PP | ((R.PORT_CCS | R.PORT_CSC) if slot else 0)
             if slot:
-                slot.reset_state()
+                self.quiesce(slot)
         self._addr_map = None
         self._update_irq()
 

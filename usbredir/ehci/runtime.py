@@ -100,7 +100,15 @@ class EhciRuntime:
             task.cancel()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = self.loop.create_task(coro)
+        """Start ``coro`` now (a device reset that needs no waiting is over before this returns)."""
+        try:
+            pending = coro.send(None)
+        except StopIteration:
+            return
+        except Exception:
+            log.exception("device reset failed")
+            return
+        task = self.loop.create_task(_continue(coro, pending))
         self._spawned.add(task)
         task.add_done_callback(self._spawned.discard)
 

@@ -27,6 +27,8 @@ MAX_QH_PER_PASS = 1024
 MAX_QTDS_PER_VISIT = 64
 MAX_PERIODIC_NODES = 256
 MAX_CATCHUP_FRAMES = 64
+MAX_COMBINE_QTDS = 64
+MAX_COMBINE_BYTES = 1 << 20
 SPLIT_ENDPOINT = {Speed.FULL: R.EPS_FULL, Speed.LOW: R.EPS_LOW, Speed.HIGH: R.EPS_HIGH}
 
 
@@ -47,6 +49,7 @@ class Packet:
     total: int
     segments: list[tuple[int, int]]
     maxp: int
+    group: list[tuple] = field(default_factory=list)  # further qTDs combined into this transfer
 
 
 @dataclass(eq=False)
@@ -104,7 +107,7 @@ class ScheduleEngine:
             qh = self.memory.read_dwords(packet.qh_addr, 12)
             if (qh[3] & R.LP_ADDR) != packet.qtd_addr or not qh[6] & R.TOK_ACTIVE:
                 return  # the guest took the qTD away
-            self._finish(packet.qh_addr, qh, packet, result)
+            self._deliver(packet.qh_addr, qh, packet, result)
             if not queue or not queue.periodic:
                 self._visit_qh(packet.qh_addr, periodic=False)  # continue with the next qTDs
         except DmaError as exc:
@@ -302,14 +305,17 @@ class ScheduleEngine:
 
     def _segments(self: EhciController, qh: list[int], total: int) -> list[tuple[int, int]] | None:
         """Scatter list of the overlay buffer; None if it runs past page 4."""
-        cpage = (qh[6] >> R.TOK_CPAGE_SHIFT) & 7
-        offset = qh[7] & 0xFFF
+        return self._buffer_segments(qh[6], qh[7:12], total)
+
+    def _buffer_segments(self: EhciController, tok: int, pages: list[int], total: int) -> list[tuple[int, int]] | None:
+        cpage = (tok >> R.TOK_CPAGE_SHIFT) & 7
+        offset = pages[0] & 0xFFF
         segs: list[tuple[int, int]] = []
         left = total
         while left > 0:
             if cpage > 4:
                 return None
-            base = qh[7 + cpage] & ~0xFFF
+            base = pages[cpage] & ~0xFFF
             n = min(left, 4096 - offset)
             if segs and segs[-1][0] + segs[-1][1] == base + offset:
                 segs[-1] = (segs[-1][0], segs[-1][1] + n)
@@ -324,6 +330,31 @@ class ScheduleEngine:
             except DmaError as exc:
                 self._hse(str(exc))
         return segs
+
+    def _combine(self: EhciController, qh: list[int], pid: int, total: int, maxp: int) -> list[tuple]:
+        """Following active qTDs of a bulk QH that can go to the device as one transfer (QEMU merges
+        bulk IN up to ~1 MiB): same PID, each one but the last a whole number of packets."""
+        group: list[tuple] = []
+        if total == 0 or total % maxp:
+            return group
+        acc, nxt = total, qh[4]
+        while len(group) < MAX_COMBINE_QTDS and acc < MAX_COMBINE_BYTES and not nxt & R.LP_T:
+            addr = nxt & R.LP_ADDR
+            words = self._read(addr, 8)
+            tok = words[2]
+            n = (tok >> R.TOK_BYTES_SHIFT) & R.TOK_BYTES_MASK
+            if not tok & R.TOK_ACTIVE or (tok >> R.TOK_PID_SHIFT) & 3 != pid or not n or n > R.MAX_QTD_BYTES \
+                    or addr in (g[0] for g in group) or addr == qh[3] & R.LP_ADDR:
+                break
+            segs = self._buffer_segments(tok, words[3:8], n)
+            if segs is None:
+                break
+            group.append((addr, n, segs))
+            acc += n
+            if n % maxp:
+                break
+            nxt = words[0]
+        return group
 
     def _execute(self: EhciController, qh_addr: int, qh: list[int], queue: Queue, periodic: bool) -> str:
         """Run the overlay's qTD: 'done' (finished now), 'pending', 'nak' or 'halted'."""
@@ -355,16 +386,18 @@ class ScheduleEngine:
         stage = "intr" if periodic else "bulk"
         if pid == R.PID_SETUP:
             return self._halt_qtd(qh_addr, qh, R.TOK_XACT)
+        call = slot.device.interrupt if periodic else slot.device.bulk
+        group = [] if periodic else self._combine(qh, pid, total, maxp)
+        length = total + sum(g[1] for g in group)
         if pid == R.PID_IN:
-            address = ep | 0x80
-            call = slot.device.interrupt if periodic else slot.device.bulk
-            coro = call(address, None, total)
+            coro = call(ep | 0x80, None, length)
         else:
             data = b"".join(bytes(self.memory.read(a, n)) for a, n in segs)
-            call = slot.device.interrupt if periodic else slot.device.bulk
+            data += b"".join(bytes(self.memory.read(a, n)) for g in group for a, n in g[2])
             coro = call(ep, data, 0)
-        return self._submit(qh_addr, qh, queue, Packet(0, qh_addr, qh[3] & R.LP_ADDR, slot, stage, pid,
-                                                      total, segs, maxp), coro)
+        pkt = Packet(0, qh_addr, qh[3] & R.LP_ADDR, slot, stage, pid, total, segs, maxp)
+        pkt.group = group
+        return self._submit(qh_addr, qh, queue, pkt, coro)
 
     def _execute_control(self: EhciController, qh_addr: int, qh: list[int], queue: Queue, slot: Slot,
                          pid: int, total: int, segs: list[tuple[int, int]], maxp: int) -> str:
@@ -419,7 +452,39 @@ class ScheduleEngine:
             queue.packet = packet
             self.packets[packet.key] = packet
             return "pending"
-        return self._finish(qh_addr, qh, packet, result)
+        return self._deliver(qh_addr, qh, packet, result)
+
+    def _deliver(self: EhciController, qh_addr: int, qh: list[int], pkt: Packet, result: TransferResult) -> str:
+        """Finish a packet; a combined bulk transfer is split back over its qTDs in order."""
+        if not pkt.group:
+            return self._finish(qh_addr, qh, pkt, result)
+        data = memoryview(bytes(result.data)) if pkt.pid == R.PID_IN else None
+        left = len(data) if data is not None else (result.actual or sum(g[1] for g in pkt.group) + pkt.total)
+        pos = 0
+        parts = [(pkt.qtd_addr, pkt.total, pkt.segments)] + pkt.group
+        outcome = "done"
+        for i, (addr, total, segs) in enumerate(parts):
+            if i:
+                words = self._read(addr, 8)
+                if not words[2] & R.TOK_ACTIVE or (qh[4] & R.LP_ADDR) != addr:
+                    break  # the guest changed the chain meanwhile
+                self._overlay(qh_addr, qh, addr, words)
+            sub = Packet(pkt.key, qh_addr, addr, pkt.slot, pkt.stage, pkt.pid, total, segs, pkt.maxp)
+            if result.status != Status.SUCCESS:
+                return self._finish(qh_addr, qh, sub, result)
+            if data is not None:
+                chunk = data[pos:pos + total]
+                outcome = self._finish(qh_addr, qh, sub, TransferResult(Status.SUCCESS, chunk))
+                pos += len(chunk)
+                if len(chunk) < total:
+                    break
+            else:
+                n = min(total, left)
+                outcome = self._finish(qh_addr, qh, sub, TransferResult(Status.SUCCESS, actual=n or total))
+                left -= n
+            if outcome != "done":
+                break
+        return outcome
 
     # --- completion ------------------------------------------------------------------
     def _finish(self: EhciController, qh_addr: int, qh: list[int], pkt: Packet, result: TransferResult) -> str:
