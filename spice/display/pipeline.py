@@ -55,7 +55,7 @@ MAX_EXACT_RECTS = 32  # a damage-only frame with at most this many changed boxes
 SMALL_BAND_PIXELS = 4096  # bands this small are encoded with every lossless type; the smallest wins
 JPEG_MIN_PIXELS = 16384  # lossy clients get photographic pieces at least this big as JPEG
 JPEG_QUALITY = 80
-CACHE_MIN_PIXELS = 1024  # lossless images at least this big go through the client's pixmap cache
+CACHE_MIN_PIXELS = 256  # lossless images at least this big go through the client's pixmap cache
 CACHE_LIMIT_PIXELS = 8 << 20  # at most this much of a client's pixmap cache is used (32 MiB of BGRX)
 REFRESH_DELAY = 3.0  # lossy (JPEG) areas are redrawn losslessly after this long without change
 
