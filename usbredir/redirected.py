@@ -17,8 +17,10 @@ Modelled on QEMU ``hw/usb/redirect.c``.  Two layers:
   ``filter_reject``.  Replies for unknown ids, unsolicited stream data and over-long replies are
   dropped (counted in ``stats``); protocol errors close the connection.
 * :class:`RedirectedDevice` (a :class:`~usbredir.device.UsbDevice`) and :class:`GuestConnection`
-  (asyncio adapter over any ``(reader, writer)`` pair with ``read``/``write``/``writelines``/
-  ``drain``/``close``).  ``GuestConnection.run()`` pumps bytes; each attached device is handed to
+  (asyncio adapter: ``writer`` needs ``writelines(list)``, ``is_closing()``, ``close()`` and
+  optionally ``drain()``/``wait_closed()``; input comes from ``reader.read(n)`` via ``run()``, or is
+  pushed with ``feed(bytes)``/``feed_eof()`` by transports such as a SPICE usbredir channel
+  (``reader=None`` then)).  Each attached device is handed to
   ``on_attach(device)`` and put on ``conn.devices`` (an ``asyncio.Queue``); before that the adapter
   reads the device and configuration descriptors (and the product string) through the link.
   Transfers are coroutines completed by the host's reply; cancelling the awaiting task cancels
@@ -816,23 +818,33 @@ class GuestConnection:
             self.on_detach(dev)
 
     # --- running ---
+    def feed(self, data: bytes) -> None:
+        """Bytes from the usb-host (for transports that push data, e.g. a SPICE usbredir channel)."""
+        self.core.receive_data(data)
+        self._flush()
+        self._dispatch()
+
+    def feed_eof(self) -> None:
+        self.core.receive_eof()
+        self._flush()
+        self._dispatch()
+
     async def run(self) -> str:
-        """Pump bytes until the peer closes or breaks the protocol; returns why it ended."""
+        """Pump ``reader`` until the peer closes or breaks the protocol; returns why it ended."""
         try:
             while not self.closed.done():
                 try:
                     chunk = await self.reader.read(self.read_size)
                 except (ConnectionError, OSError):
                     chunk = b""
-                if not chunk:
-                    self.core.receive_eof()
+                if chunk:
+                    self.feed(chunk)
                 else:
-                    self.core.receive_data(chunk)
-                self._flush()
-                self._dispatch()
-                if not self.writer.is_closing():
+                    self.feed_eof()
+                drain = getattr(self.writer, "drain", None)
+                if drain is not None and not self.writer.is_closing():
                     with contextlib.suppress(ConnectionError, OSError):
-                        await self.writer.drain()
+                        await drain()
         finally:
             await self.close()
         return self.closed.result()
@@ -847,8 +859,11 @@ class GuestConnection:
             task.cancel()
         if not self.writer.is_closing():
             self.writer.close()
+        wait_closed = getattr(self.writer, "wait_closed", None)
+        if wait_closed is None:
+            return
         try:  # a peer that stopped reading must not keep us waiting for the flush
-            await asyncio.wait_for(self.writer.wait_closed(), 2)
+            await asyncio.wait_for(wait_closed(), 2)
         except OSError:  # TimeoutError and ConnectionError included
             transport = getattr(self.writer, "transport", None)
             if transport is not None:
