@@ -284,3 +284,26 @@ def test_random_schedule_memory_never_escapes(dwords, async_slot, frame_slot, ty
         clock.t += 0.001
         c.run()
     assert c.mmio_read(R.USBSTS) & R.STS_HALT or c.mmio_read(R.USBCMD) & R.CMD_RS
+
+
+def test_sitd_loop_is_a_host_system_error():
+    c, mem, _, clock = rig()
+    mem.write_dwords(0x3000, [0x3040 | R.TYP_SITD << 1] + [0] * 6)
+    mem.write_dwords(0x3040, [0x3000 | R.TYP_SITD << 1] + [0] * 6)  # CVE-2016-4037 shape
+    _periodic(c, mem, 0x3000 | R.TYP_SITD << 1)
+    clock.t += 0.001
+    c.run()
+    assert halted_by_hse(c)
+
+
+def test_active_overlay_with_null_current_qtd_is_not_executed_from_address_0():
+    c, mem, dev, _ = rig()
+    mem.write(0, b"\xAA" * 64)
+    mem.write_dwords(HEAD, qh_words(QH_A | 2, 0, 0, head=True))
+    words = qh_words(HEAD | 2, 0, 2)
+    words[6] = R.token(R.PID_OUT, 16)  # overlay says active, current qTD pointer is 0
+    mem.write_dwords(QH_A, words)
+    start_async(c)
+    c.run()
+    assert not dev.stored and bytes(mem.read(0, 64)) == b"\xAA" * 64
+    assert not sts(c) & R.STS_HSE

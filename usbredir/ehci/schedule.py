@@ -258,6 +258,8 @@ class ScheduleEngine:
             tok = qh[6]
             if tok & R.TOK_HALTED:
                 break
+            if tok & R.TOK_ACTIVE and not qh[3] & R.LP_ADDR:
+                tok = qh[6] = tok & ~R.TOK_ACTIVE  # active overlay without a current qTD: ignore (8bb01b257f)
             if not tok & R.TOK_ACTIVE:
                 nxt = self._advance(qh)
                 if nxt is None:
