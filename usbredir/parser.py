@@ -11,10 +11,17 @@ API::
     writer.writelines(p.data_to_send())     # list of bytes-like objects (or p.bytes_to_send())
     p.receive_eof()                         # peer closed; a half packet -> ProtocolError
 
+* ``UsbredirParser(role, caps=ALL_CAPS, version=..., *, max_packet_length=MAX_PACKET_SIZE,
+  auto_disconnect_ack=True)``; ``HostParser(...)``/``GuestParser(...)`` are shorthands.  A guest
+  always announces cap_device_disconnect_ack (as libusbredirparser does); cap_bulk_streams is
+  dropped without cap_ep_info_max_packet_size, for ours and the peer's caps.
 * Both sides send hello first; ``send()`` before the peer's hello has arrived raises
   :class:`InvalidState` (the header width and layouts depend on both hellos), as does sending a
-  packet type our role may not send.  ``p.hello_received``, ``p.peer_caps``, ``p.peer_version``,
-  ``p.has_cap(Cap.X)`` (negotiated: both sides), ``p.ids_64bit`` describe the negotiation.
+  packet type our role may not send.  ``p.hello_received``, ``p.our_caps``, ``p.peer_caps``,
+  ``p.peer_version``, ``p.negotiated``, ``p.has_cap(Cap.X)`` (both sides), ``p.peer_has_cap``,
+  ``p.ids_64bit`` describe the negotiation; ``p.closed``, ``p.error``, ``p.eof`` the state.
+  The ``Hello`` event carries the peer's raw first caps word (extra words are ignored, a
+  missing word means no caps).
 * Received packets are checked like libusbredirparser 0.13 does (type allowed for our role,
   fixed type-header length for the negotiated caps, data direction/length of data packets,
   caps of filter/ack/bulk-receiving packets, interface_count, IN endpoints) plus strict rules:

@@ -275,3 +275,11 @@ def test_assembly_buffer_reused_only_when_unreferenced():
     del a, b
     (c,) = feed(stream[2 * size:])
     assert g._spare is buf_b and bytes(c.data) == b"\x03" * 3000  # released: reused
+
+
+@pytest.mark.parametrize(("words", "caps"), [(b"", 0), (struct.pack("<III", 0xFF, 7, 9), 0xFF)])
+def test_hello_with_zero_or_extra_cap_words(words, caps):
+    p = GuestParser()
+    p.receive_data(struct.pack("<III", 0, 64 + len(words), 0) + b"peer".ljust(64, b"\0") + words)
+    (hello,) = p.events_received()
+    assert hello.caps == caps and p.peer_caps == caps and p.ids_64bit == bool(caps & Cap.IDS_64BIT)
