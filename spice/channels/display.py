@@ -71,7 +71,7 @@ class DisplayChannel(Channel):
             self.client = self.server.display_pipeline.attach(caps, self.wakeup)
             log.info("%s: display client %s, lossless %s", self.conn.name, self.profile, caps.lossless_type.name)
         elif msg.type in DisplayMsgc:
-            pass  # stream reports, preferences: nothing to do (no streams, no announced preference caps)
+            pass  # STREAM_REPORT / preferences: only sent after caps we do not announce (4, 6, 12)
         else:  # pragma: no cover - filtered by known_messages
             raise ChannelError(f"unknown display message {msg.type}")
 
