@@ -259,7 +259,7 @@ class UsbCore:
             if drv is not None:
                 try:
                     await drv.start()
-                except (UsbError, OSError, ValueError, StopIteration) as exc:
+                except (UsbError, OSError, ValueError, StopIteration, MemoryError) as exc:
                     log.warning("driver %s failed on port %s: %s", getattr(drv, "name", drv), info.port, exc)
                     info.state = f"driver error: {exc}"
                 info.driver = drv

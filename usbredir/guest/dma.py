@@ -6,7 +6,7 @@ from usbredir.ehci.memory import GuestMemory
 
 
 class OutOfDmaMemory(MemoryError):
-    pass
+    """The DMA region is exhausted (the driver turns this into a failed transfer)."""
 
 
 class DmaPool:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from usbredir.device import Speed
 from usbredir.ehci import regs as R
 from usbredir.ehci.memory import GuestMemory
-from usbredir.guest.dma import DmaPool
+from usbredir.guest.dma import DmaPool, OutOfDmaMemory
 
 log = logging.getLogger(__name__)
 
@@ -418,6 +418,12 @@ class EhciHcd:
     async def control(self, dev: DeviceHandle, setup: bytes, data: bytes = b"", *,
                       timeout: float | None = 2.0) -> bytes:
         """A control transfer; returns the IN data (or b"" for OUT)."""
+        try:
+            return await self._control(dev, setup, data, timeout)
+        except OutOfDmaMemory as exc:
+            raise UsbError("nomem", str(exc)) from None
+
+    async def _control(self, dev: DeviceHandle, setup: bytes, data: bytes, timeout: float | None) -> bytes:
         pipe = dev.ctrl
         is_in = bool(setup[0] & 0x80)
         wlength = int.from_bytes(setup[6:8], "little")
@@ -449,8 +455,14 @@ class EhciHcd:
                 self.dma.free(buf)
 
     async def bulk(self, pipe: Pipe, data: bytes | None = None, length: int = 0, *,
-                   timeout: float | None = 10.0, into: bytearray | None = None) -> bytes | int:
+                   timeout: float | None = 10.0) -> bytes | int:
         """Bulk/interrupt OUT (``data``; returns bytes sent) or IN (up to ``length``; returns data)."""
+        try:
+            return await self._bulk(pipe, data, length, timeout)
+        except OutOfDmaMemory as exc:
+            raise UsbError("nomem", str(exc)) from None
+
+    async def _bulk(self, pipe: Pipe, data: bytes | None, length: int, timeout: float | None) -> bytes | int:
         is_in = bool(pipe.endpoint & 0x80)
         n = length if is_in else len(data or b"")
         async with pipe.lock:
