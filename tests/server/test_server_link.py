@@ -22,6 +22,7 @@ from spice.proto.link import (
     TicketReceived,
     build_link_header,
     build_link_mess,
+    encrypt_ticket,
 )
 
 KEY = ServerKey()
@@ -225,3 +226,16 @@ def test_full_header_serials():
     cli = ChannelProtocol(False, server=False)
     msgs = cli.receive_data(data)
     assert [m.serial for m in msgs] == [1, 2] and [m.body for m in msgs] == [b"a", b"b"]
+
+
+def test_spice_html5_right_padded_ticket_is_accepted():
+    """spice-html5 drops a leading zero byte of the ciphertext and pads at the end (spice.md §2.6)."""
+    for _ in range(5000):
+        ct = encrypt_ticket(KEY.public_der, "pw")
+        if ct[0] == 0:
+            break
+    else:  # pragma: no cover - probability (255/256)**5000
+        pytest.skip("no ciphertext with a leading zero")
+    broken = ct[1:] + b"\0"
+    assert KEY.decrypt_ticket(broken) == b"pw"
+    assert KEY.decrypt_ticket(ct) == b"pw"
