@@ -258,6 +258,7 @@ class DisplayClient:
         self._cmds.clear()
         self._dirty = self._pipeline.grid.new_mask()
         self._frames_pending = 0
+        self._exact_ok = False
         self._stream = None
         self._lossy = self._pipeline.grid.new_mask()
         self._refresh = self._pipeline.grid.new_mask()
@@ -426,6 +427,7 @@ class DisplayPipeline:
         self.grid = CellGrid(w, h, self.cell)
         self._detector = VideoDetector(self.grid)
         self._stream = None
+        self._exact = None
         self._encoded.clear()
 
     def _on_resize(self, width: int, height: int) -> None:
