@@ -92,3 +92,24 @@ async def test_doorbell_cancels_in_flight_transfer_of_unlinked_qh():
     assert not c.packets and c.backend.cancelled  # the device transfer was cancelled
     c.complete(1, None)  # a late completion for the cancelled key is ignored
     assert mem.read32(QTD_A + 8) & R.TOK_ACTIVE
+
+
+def test_interrupt_threshold_delays_the_next_usbint():
+    c, mem, dev, clock = rig()
+    mem.write_dwords(HEAD, qh_words(QH_A | 2, 0, 0, head=True))
+    mem.write_dwords(QH_A, qh_words(HEAD | 2, 0, 2, next_qtd=QTDS[0]))
+    mem.write_dwords(QTDS[0], qtd_words(1, R.token(R.PID_OUT, 8, ioc=True), BUF))
+    c.mmio_write(R.ASYNCLISTADDR, HEAD)
+    c.mmio_write(R.USBCMD, R.CMD_RS | R.CMD_ASE | 8 << 16)  # ITC = 8 µframes
+    c.run()
+    assert sts(c) & R.STS_INT
+    c.mmio_write(R.USBSTS, R.STS_INT)
+    mem.write_dwords(QTDS[1], qtd_words(1, R.token(R.PID_OUT, 8, ioc=True), BUF))
+    mem.write32(QH_A + 16, QTDS[1])  # the idle QH's overlay gets the next transfer
+    clock.t += 0.0004  # 3 µframes later
+    c.run()
+    assert not mem.read32(QTDS[1] + 8) & R.TOK_ACTIVE  # done, but its interrupt waits for the ITC slot
+    assert not sts(c) & R.STS_INT
+    clock.t += 0.0006
+    c.run()
+    assert sts(c) & R.STS_INT

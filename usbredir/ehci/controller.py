@@ -75,6 +75,8 @@ class EhciController(ScheduleEngine):
         self.configflag = 0
         self.reserved[:] = bytes(len(self.reserved))
         self._t_frindex = self.clock()
+        self._pending = 0
+        self._irq_next = 0
 
     def hcsparams(self) -> int:
         return self.n_ports  # PPC=0, no companions, no port indicators

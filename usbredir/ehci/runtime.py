@@ -136,7 +136,11 @@ class EhciRuntime:
             self._timer.cancel()
             self._timer = None
         cmd = self.controller.usbcmd
-        if cmd & R.CMD_RS and cmd & (R.CMD_ASE | R.CMD_PSE) and not self.closed:
+        if self.closed or not cmd & R.CMD_RS:
+            return
+        if self.controller._pending:  # an interrupt waits for its ITC slot
+            self._timer = self.loop.call_later(MIN_TICK, self._on_timer)
+        elif cmd & (R.CMD_ASE | R.CMD_PSE):
             self._timer = self.loop.call_later(self._tick, self._on_timer)
 
     def _on_timer(self) -> None:

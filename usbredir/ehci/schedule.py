@@ -72,6 +72,7 @@ class ScheduleEngine:
         self._next_key = 1
         self._pass = 0
         self._pending = 0  # USBINT/USBERRINT/IAA raised during a run, committed at its end
+        self._irq_next = 0  # FRINDEX from which the next interrupt may be committed
         self._running = False
         self._last_frame = 0
         self.periodic_work = False
@@ -136,10 +137,19 @@ class ScheduleEngine:
         self.queues.pop(queue.addr, None)
 
     def _commit(self: EhciController) -> None:
-        if self._pending or self.usbsts & R.STS_FLR:
+        """Make pending USBINT/USBERRINT/IAA visible, at most once per ITC µframes (EHCI 4.15)."""
+        if self._pending:
+            itc = (self.usbcmd >> R.CMD_ITC_SHIFT) & 0xFF
+            running = bool(self.usbcmd & R.CMD_RS)
+            if running and itc > 1:
+                self._update_frindex()
+                if (self.frindex - self._irq_next) & 0x3FFF >= 0x2000:
+                    self._update_irq()  # not yet: the runtime's timer comes back for it
+                    return
             self.usbsts |= self._pending
             self._pending = 0
-            self._update_irq()
+            self._irq_next = (self.frindex + itc) & 0x3FFF
+        self._update_irq()
 
     def _hse(self: EhciController, why: str) -> None:
         self.host_system_error(why)
