@@ -188,3 +188,26 @@ async def test_host_system_error_resets_controller_and_reenumerates():
         assert not usb.controller.mmio_read(0x24) & 0x1010  # running, no HSE pending
     finally:
         await usb.close()
+
+
+async def test_nested_hub_and_unplugging_a_hub_removes_its_devices():
+    from usbredir.ehci.hub import Hub
+
+    usb = UsbSubsystem(debounce=0.001)
+    await usb.start()
+    try:
+        inner = Hub(4)
+        usb.attach(LoopbackDevice())  # creates hub 1 on root port 1
+        usb.hubs[1].connect(2, inner)  # a second hub behind the first
+        kb = LowSpeedKeyboard()
+        await usb.wait_for(lambda s: "1.2" in s.core.devices and s.core.devices["1.2"].state == "configured")
+        inner.connect(3, kb)  # low speed behind the inner hub: its TT is the inner hub
+        await usb.wait_for(lambda s: "1.2.3" in s.core.devices and s.core.devices["1.2.3"].state == "configured")
+        kb.type_text("n")
+        drv = usb.info("1.2.3").driver
+        await usb.wait_for(lambda s: drv.text == ["n"])
+        usb.detach("1")  # the whole tree goes
+        await usb.wait_for(lambda s: not s.core.devices)
+        assert not usb.controller.packets and usb.controller.find_slot(1) is None
+    finally:
+        await usb.close()
