@@ -92,6 +92,12 @@ class SpiceServer:
             log.info("SPICE (TLS) listening on %s:%d", cfg.host, self.ports["tls"])
 
     async def _on_accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._tasks) >= self.config.max_connections:
+            self.stats.connections_refused += 1
+            log.warning("%s: refused, %d connections open (limit)", writer.get_extra_info("peername"),
+                        len(self._tasks))
+            writer.close()
+            return
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
