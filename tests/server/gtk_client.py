@@ -46,7 +46,7 @@ def main() -> int:
 
     loop = GLib.MainLoop()
     report = {"channels": [], "events": [], "errors": [], "mark": False, "size": None, "mouse_mode": None,
-              "cursor_moves": []}
+              "cursor_moves": [], "cursor_shapes": []}
     state = {"primary": None, "inputs": None, "display": None, "main": None, "done": False}
     session = SpiceClientGLib.Session()
     session.set_property("uri", args.uri)
@@ -104,6 +104,10 @@ def main() -> int:
     def on_cursor_move(channel, x, y):
         report["cursor_moves"].append([x, y])
 
+    def on_cursor_set(channel, width, height, hot_x, hot_y, rgba):
+        data = ctypes.string_at(rgba, width * height * 4).hex() if rgba else ""
+        report["cursor_shapes"].append([width, height, hot_x, hot_y, data])
+
     def on_mark(channel, mark):
         report["events"].append(f"mark {mark}")
         if mark and not report["mark"]:
@@ -138,6 +142,7 @@ def main() -> int:
             state["main"] = channel
         if isinstance(channel, SpiceClientGLib.CursorChannel):
             GObject.Object.connect(channel, "cursor-move", on_cursor_move)
+            GObject.Object.connect(channel, "cursor-set", on_cursor_set)
         if not isinstance(channel, SpiceClientGLib.MainChannel):
             channel.connect()
 

@@ -67,12 +67,16 @@ async def test_spicy_screenshot_is_pixel_exact_and_typing_via_spice_glib(tmp_pat
 
         panel, b = guest.panel, guest.button.rect_local
         cx, cy = panel.x + (b.left + b.right) // 2, panel.y + (b.top + b.bottom) // 2
+        shape = guest.cursor.shape
         rep = await spicegtk.gtk_client(f"spice://127.0.0.1:{port}", "pw", tmp_path, "--type", "echo hello\n",
                                         "--click", f"{cx},{cy}", "--dump", str(tmp_path / "fb.raw"))
         assert not rep["errors"], rep
         assert {c["type"] for c in rep["channels"]} >= {ChannelType.MAIN, ChannelType.DISPLAY,
                                                          ChannelType.INPUTS, ChannelType.CURSOR}, rep
         assert rep["size"] == [W, H]
+        # CURSOR_INIT carried the guest's ALPHA pointer; spice-gtk shows exactly those pixels
+        h, w = shape.pixels.shape[:2]
+        assert rep["cursor_shapes"][0] == [w, h, shape.hot_x, shape.hot_y, shape.pixels.tobytes().hex()]
         lines = guest.terminal.lines
         assert "$ echo hello" in lines and lines[lines.index("$ echo hello") + 1] == "hello", lines[-5:]
         assert guest.button.clicks == 1
