@@ -129,9 +129,9 @@ async def _serve(cfg: ServerConfig, args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
     try:
         await server.start()
-    except OSError as err:
-        print(f"aiospice serve: cannot listen: {err}", file=sys.stderr)
-        await guest.stop()
+    except (OSError, ValueError) as err:  # port in use, unreadable certificates, ...
+        print(f"aiospice serve: cannot start: {err}", file=sys.stderr)
+        await server.close()
         return 1
     ports = ", ".join(f"{k} {cfg.host}:{v}" for k, v in server.ports.items())
     print(f"aiospice: serving {args.guest} guest {args.size[0]}x{args.size[1]} on {ports}", flush=True)

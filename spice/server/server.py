@@ -26,7 +26,11 @@ HTTP_PREFIXES = (b"GET ", b"HEAD", b"POST", b"PUT ", b"OPTI", b"DELE", b"PATC", 
 def make_tls_context(certs_dir) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(str(certs_dir / "server-cert.pem"), str(certs_dir / "server-key.pem"))
+    cert, key = certs_dir / "server-cert.pem", certs_dir / "server-key.pem"
+    for f in (cert, key):
+        if not f.is_file():
+            raise FileNotFoundError(f"{f} not found (create it with `aiospice certs {certs_dir}`)")
+    ctx.load_cert_chain(str(cert), str(key))
     return ctx
 
 

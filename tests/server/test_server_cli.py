@@ -33,6 +33,11 @@ def test_serve_refuses_without_password():
     assert r.returncode == 2 and "refusing to start" in r.stderr and "--disable-ticketing" in r.stderr
 
 
+def test_serve_reports_missing_certificates(tmp_path):
+    r = cli("serve", "--port", "0", "--tls-port", "0", "--certs", str(tmp_path), "--password", "x")
+    assert r.returncode == 1 and "cannot start" in r.stderr and "server-cert.pem" in r.stderr, r.stderr
+
+
 def test_password_sources(tmp_path):
     p = build_parser()
     assert config_from_args(p.parse_args(["serve", "--password", "a"])).password == "a"
