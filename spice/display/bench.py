@@ -3,7 +3,15 @@
 For each workload and image type: a fresh guest, ``--clients`` clients that take on every wake-up
 (an ideal fast client), ``--seconds`` of run time.  Prints frames/s, process CPU ms per frame (guest
 drawing included), pipeline CPU ms per frame (frame intake + takes + encodes) and bytes per frame per
-client.  ``--verify`` also decodes every command into a shadow canvas and checks it against the guest.
+client.  ``--verify`` also decodes every command into a shadow canvas and checks it against the guest
+(after the streams ended and the lossless refreshes, so also with ``--lossy``).  ``--wire`` serves
+the same scenes to a real spice-gtk client and prints its display-channel bytes and our CPU;
+``--xspice`` adds Xspice (libspice-server 0.15) driven by the X11 versions of the scenes as the
+reference, measured the same way.
+
+    aiospice bench display [--size 1920x1080] [--seconds 3] [--types BITMAP,LZ_RGB,LZ4,AUTO]
+                           [--workloads idle-clock,typing,window-drag,full-redraw,...] [--clients N]
+                           [--lossy] [--verify] [--wire [--xspice]]
 """
 
 from __future__ import annotations
