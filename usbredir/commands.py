@@ -40,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--password", help="SPICE ticket (else --password-file or $AIOSPICE_PASSWORD)")
     p.add_argument("--password-file", metavar="FILE", help="read the SPICE ticket from FILE")
     p.add_argument("--ca-file", metavar="PEM", help="CA for spice+tls:// (default: do not verify)")
-    p.add_argument("--type-text", metavar="TEXT", help="with --keyboard: type TEXT once the device is configured")
+    p.add_argument("--type-text", metavar="TEXT", help="with --keyboard: type TEXT once the guest polls the keyboard")
+    p.add_argument("--type-delay", metavar="SECONDS", type=float, default=1.0,
+                   help="wait this long after the guest starts polling before typing (default 1)")
     p.add_argument("--quiet", "-q", action="store_true", help="no status line")
     p.set_defaults(func=_share)

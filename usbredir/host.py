@@ -16,6 +16,7 @@ Transfers on one endpoint are executed in order; different endpoints run concurr
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 HOST_CAPS = P.ALL_CAPS & ~P.Cap.BULK_STREAMS
 VERSION = "aiospice usbredir host 0.1"
+REPLAY_WINDOW = 0.25  # s: interrupt IN data sent this shortly before a guest's stop is re-sent on restart
 MAX_PENDING = 4096  # outstanding data requests from one peer; more is abuse -> disconnect
 
 
@@ -106,6 +108,8 @@ class UsbredirHost:
         self._pending: dict[int, tuple[asyncio.Task, object]] = {}   # id -> (task, request packet)
         self._tails: dict[object, asyncio.Task] = {}                  # per-endpoint ordering
         self._streams: dict[int, asyncio.Task] = {}                   # IN endpoint -> stream task
+        self._recent: dict[int, collections.deque] = {}                # ep -> (time, data) sent lately
+        self._replay: dict[int, list[bytes]] = {}                      # ep -> data to send again on restart
         self._ack = asyncio.Event()
         self._disconnect_sent = False
         self.closed = asyncio.get_running_loop().create_future()
@@ -436,9 +440,15 @@ class UsbredirHost:
             return
         maxp = self.ep_info.max_packet_size[P.ep2i(ep)] or 64
 
+        replay = self._replay.pop(ep, [])
+        recent = self._recent.setdefault(ep, collections.deque(maxlen=16))
+
         async def stream() -> None:
             counter = 0
             recovered = False
+            for data in replay:  # what the guest may have dropped when it stopped receiving
+                self._send(P.InterruptPacket(counter, ep, Status.SUCCESS, len(data), data))
+                counter += 1
             while True:
                 r = await self._call(lambda: self.device.interrupt(ep, None, maxp), ep)
                 if r.status == Status.STALL and not recovered:
@@ -454,6 +464,7 @@ class UsbredirHost:
                     return
                 recovered = False
                 self.stats.bytes_to_guest += len(r.data)
+                recent.append((time.monotonic(), bytes(r.data)))
                 self._send(P.InterruptPacket(counter, ep, Status.SUCCESS, len(r.data), r.data))
                 counter += 1
                 await self.transport.drain()
@@ -465,6 +476,13 @@ class UsbredirHost:
         task = self._streams.pop(ev.endpoint, None)
         if task is not None:
             task.cancel()
+        # QEMU (EHCI) stops and restarts receiving when the guest's queue head goes unseen for a
+        # moment and frees what it had buffered: keep the reports of the last REPLAY_WINDOW
+        # seconds and send them again if receiving restarts (a repeated HID state report is
+        # harmless; a lost key release is not).
+        now = time.monotonic()
+        recent = self._recent.pop(ev.endpoint, ())
+        self._replay[ev.endpoint] = [d for t, d in recent if now - t < REPLAY_WINDOW]
         self._send(P.InterruptReceivingStatus(ev.id, Status.SUCCESS, ev.endpoint))
 
     def _on_start_iso(self, ev: P.StartIsoStream) -> None:

@@ -170,7 +170,7 @@ async def share_tcp_listen(device: UsbDevice, host: str, port: int, stop: asynci
     return result[0]
 
 
-async def type_when_ready(devices: list[UsbDevice], text: str, status: StatusLine) -> None:
+async def type_when_ready(devices: list[UsbDevice], text: str, status: StatusLine, delay: float = 1.0) -> None:
     """``--type-text``: once the guest polls the keyboard, type ``text`` on it."""
     from usbredir.devices.hid import HidKeyboard
 
@@ -180,7 +180,7 @@ async def type_when_ready(devices: list[UsbDevice], text: str, status: StatusLin
         return
     while not (kbd.configuration and any(0x81 in h._streams for h in status.hosts)):
         await asyncio.sleep(0.1)
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(delay)
     kbd.type_text(text.encode().decode("unicode_escape"))
     status.event(f"typed {len(text)} characters")
 
@@ -196,7 +196,8 @@ async def share(args: argparse.Namespace, stop: asyncio.Event | None = None) -> 
     ticker = asyncio.create_task(status.run())
     typist = None
     if getattr(args, "type_text", None):
-        typist = asyncio.create_task(type_when_ready(devices, args.type_text, status))
+        typist = asyncio.create_task(type_when_ready(devices, args.type_text, status,
+                                                     getattr(args, "type_delay", 1.0)))
     try:
         if args.target:
             from usbredir.spice_client import share_spice

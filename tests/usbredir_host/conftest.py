@@ -1,53 +1,13 @@
-"""Shared fixtures for the usb-host tests: FAT images, free ports, the QEMU guest."""
+"""Fixtures for the usb-host tests."""
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
-import socket
-import subprocess
-import sys
 
 import pytest
+from urhost_helpers import ROOT  # noqa: F401  (puts the repository root on sys.path)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from tests.peers.qemu_guest import qemu_available  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def make_fat_image(path: str, size_mb: int = 32, files: dict[str, bytes] | None = None) -> None:
-    """A FAT image (mkfs.vfat, no partition table) holding ``files`` (copied with mtools)."""
-    with open(path, "wb") as f:
-        f.truncate(size_mb << 20)
-    subprocess.run(["mkfs.vfat", "-n", "AIOSPICE", path], check=True, capture_output=True)
-    for name, data in (files or {}).items():
-        src = path + ".src"
-        with open(src, "wb") as f:
-            f.write(data)
-        subprocess.run(["mcopy", "-i", path, src, f"::{name}"], check=True, capture_output=True)
-        os.unlink(src)
-
-
-def fat_read(path: str, name: str) -> bytes:
-    return subprocess.run(["mtype", "-i", path, f"::{name}"], check=True, capture_output=True).stdout
-
-
-def fsck_clean(path: str) -> tuple[bool, str]:
-    r = subprocess.run(["fsck.fat", "-n", path], capture_output=True, text=True)
-    return r.returncode == 0, r.stdout + r.stderr
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+from tests.peers.qemu_guest import qemu_available
 
 
 @pytest.fixture

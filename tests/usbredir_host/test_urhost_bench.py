@@ -12,8 +12,8 @@ import os
 import re
 
 import pytest
-from conftest import free_port
 from test_urhost_qemu import redir_args, start_share, stop_share
+from urhost_helpers import free_port
 
 from tests.peers.qemu_guest import QemuGuest
 

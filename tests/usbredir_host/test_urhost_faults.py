@@ -7,8 +7,8 @@ import hashlib
 import os
 
 import pytest
-from conftest import fat_read, free_port, fsck_clean, make_fat_image, sha256
 from test_urhost_qemu import redir_args
+from urhost_helpers import fat_read, free_port, fsck_clean, make_fat_image, sha256
 
 from tests.peers.qemu_guest import QemuGuest
 from usbredir import proto as P

@@ -158,6 +158,11 @@ async def test_interrupt_stream_keyboard():
     s.send(P.StopInterruptReceiving(0, 0x81))
     await s.pump(lambda ev: len([e for e in ev if isinstance(e, P.InterruptReceivingStatus)]) == 2)
     assert 0x81 not in s.host._streams
+    # a restart right after the stop re-sends what the guest may have dropped (QEMU frees its buffer)
+    s.send(P.StartInterruptReceiving(0, 0x81))
+    await s.pump(lambda ev: len([e for e in ev if isinstance(e, P.InterruptPacket)]) == 4)
+    again = s.of(P.InterruptPacket)[2:]
+    assert [p.id for p in again] == [0, 1] and [bytes(p.data) for p in again] == [bytes(p.data) for p in pk]
 
 
 async def test_iso_stream_after_set_alt_through_pyusb():

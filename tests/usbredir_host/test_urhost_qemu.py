@@ -9,7 +9,7 @@ import signal
 import sys
 
 import pytest
-from conftest import ROOT, fat_read, free_port, fsck_clean, make_fat_image, sha256
+from urhost_helpers import ROOT, fat_read, free_port, fsck_clean, make_fat_image, sha256
 
 from tests.peers.qemu_guest import QemuGuest
 
@@ -199,12 +199,13 @@ async def test_keyboard_cli_type_text(need_qemu):
     share = None
     try:
         await guest.start()
-        share = await start_share("--to", f"127.0.0.1:{port}", "--keyboard", "--type-text", "hi")
-        out = await guest.wait_for_command("grep -l 'aiospice keyboard' /sys/class/input/event*/device/name",
-                                           timeout=60)
-        event = out.strip().splitlines()[0].split("/")[4]
-        # 2 keys x (MSC_SCAN + KEY + SYN) x (press + release) = 12 events of 24 bytes
-        await guest.check(f"dd if=/dev/input/{event} of=/tmp/ev bs=24 count=12 2>/dev/null &")
+        # the logger waits for the keyboard and opens its evdev node as soon as it appears
+        # (2 keys x (MSC_SCAN + KEY + SYN) x (press + release) = 12 events of 24 bytes)
+        await guest.check("(until f=$(grep -l 'aiospice keyboard' /sys/class/input/event*/device/name"
+                          " 2>/dev/null); do usleep 20000; done; e=$(echo $f | cut -d/ -f5);"
+                          " dd if=/dev/input/$e of=/tmp/ev bs=24 count=12) >/dev/null 2>&1 &")
+        share = await start_share("--to", f"127.0.0.1:{port}", "--keyboard", "--type-text", "hi",
+                                  "--type-delay", "2")
         await guest.wait_for_command("test $(stat -c %s /tmp/ev) -ge 288", timeout=30)
         dump = await guest.check("hexdump -v -e '24/1 \"%02x \" \"\\n\"' /tmp/ev")
         keys = [(e[2], e[4]) for e in (bytes.fromhex(line.replace(" ", ""))[16:] for line in dump.split("\n")
