@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from ehci_helpers import FullSpeedMouse, LoopbackDevice, LowSpeedKeyboard, Rig, get_descriptor
 
 from usbredir.device import Speed
@@ -209,5 +210,55 @@ async def test_nested_hub_and_unplugging_a_hub_removes_its_devices():
         usb.detach("1")  # the whole tree goes
         await usb.wait_for(lambda s: not s.core.devices)
         assert not usb.controller.packets and usb.controller.find_slot(1) is None
+    finally:
+        await usb.close()
+
+
+class HostileDevice(LoopbackDevice):
+    """Descriptors a malicious (redirected) device might send."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    @property
+    def device_descriptor(self) -> bytes:
+        d = bytearray(super().device_descriptor)
+        if self.kind == "maxp0":
+            d[7] = 7
+        if self.kind == "short-device":
+            return bytes(d[:12])
+        if self.kind == "hub-class":
+            d[4] = 9
+        return bytes(d)
+
+    @property
+    def config_descriptors(self) -> list[bytes]:
+        if self.kind == "config-garbage":
+            return [bytes((9, 2, 0xFF, 0xFF, 1, 1, 0, 0x80, 50)) + bytes((0, 4, 3)) + b"\xff" * 300]
+        if self.kind == "storage-no-endpoints":
+            return [bytes((9, 2, 18, 0, 1, 1, 0, 0x80, 50, 9, 4, 0, 0, 0, 8, 6, 0x50, 0))]
+        return super().config_descriptors
+
+    async def control(self, setup, data=b""):
+        if self.kind == "babble" and setup.request == 6:
+            from usbredir.device import Status, TransferResult
+            return TransferResult(Status.SUCCESS, b"\x12\x01" + b"\x00" * 5000)
+        return await super().control(setup, data)
+
+
+@pytest.mark.parametrize("kind", ["maxp0", "short-device", "hub-class", "config-garbage",
+                                  "storage-no-endpoints", "babble"])
+async def test_hostile_descriptors_do_not_break_the_bus(kind):
+    usb = UsbSubsystem(debounce=0.001)
+    await usb.start()
+    try:
+        bad = usb.attach(HostileDevice(kind))
+        await usb.wait_for(lambda s: bad in s.core.devices and s.core.devices[bad].state not in
+                           ("resetting", "enumerating"), 10)
+        state = usb.info(bad).state
+        assert state == "configured" or "error" in state
+        good = usb.attach(HidKeyboard())
+        await usb.wait_for(lambda s: good in s.core.devices and s.core.devices[good].state == "configured", 10)
     finally:
         await usb.close()

@@ -197,3 +197,36 @@ async def test_scsi_errors_and_bot_reset_recovery(tmp_path):
     finally:
         await usb.close()
         await stick.close()
+
+
+async def test_corrupt_fat_with_cluster_loop_fails_instead_of_hanging(tmp_path):
+    import io
+
+    from usbredir.guest import volumes
+
+    img = make_fat(tmp_path, 16384, {"DOCS/A.TXT": b"a"})
+    # point the DOCS directory's cluster at itself in both FATs (an endless chain)
+    raw = bytearray(open(img, "rb").read())
+    fs = volumes._pyfatfs(io.BytesIO(bytes(raw)))
+    cluster = fs.fs.root_dir.get_entry("DOCS").get_cluster()
+    bpb = fs.fs.bpb_header
+    fat_start = bpb["BPB_RsvdSecCnt"] * 512
+    for i in range(bpb["BPB_NumFATs"]):
+        off = fat_start + i * bpb["BPB_FATSz16"] * 512 + 2 * cluster
+        raw[off:off + 2] = cluster.to_bytes(2, "little")
+    open(img, "wb").write(raw)
+    usb = UsbSubsystem(debounce=0.001)
+    await usb.start()
+    stick = MassStorage(img)
+    old = volumes.OP_READ_BUDGET
+    volumes.OP_READ_BUDGET = 4 << 20
+    try:
+        port = usb.attach(stick)
+        await usb.wait_mounted(port)
+        with pytest.raises(OSError, match="corrupt volume"):
+            await asyncio.wait_for(usb.listdir(port, "/DOCS"), 30)
+        assert [e.name for e in await usb.listdir(port, "/")] == ["DOCS"]  # the volume still answers
+    finally:
+        volumes.OP_READ_BUDGET = old
+        await usb.close()
+        await stick.close()

@@ -175,11 +175,15 @@ class UsbCore:
             info.state = "unsupported: full/low-speed device on a root port (no companion); plug it into a hub"
             return None
 
-        await self.enumerate(info, reset)
+        async def disable() -> None:
+            self.hcd.disable_port(port)
+
+        await self.enumerate(info, reset, disable=disable)
 
     # --- enumeration -----------------------------------------------------------------
     async def enumerate(self, info: UsbDeviceInfo, reset: Callable[[], Awaitable[Speed | None]],
-                        tt_hub: int = 0, tt_port: int = 0) -> None:
+                        tt_hub: int = 0, tt_port: int = 0,
+                        disable: Callable[[], Awaitable[None]] | None = None) -> None:
         """Reset the port, then address, describe and configure the device, then bind a driver.
         The port reset and the address-0 stage hold one lock: one device at address 0 at a time."""
         hcd = self.hcd
@@ -208,12 +212,18 @@ class UsbCore:
                     await asyncio.sleep(0.002)
                 await self._describe(info)
                 break
-            except UsbError as exc:
+            except (UsbError, ValueError, IndexError, struct.error) as exc:  # device data is untrusted
                 log.warning("enumeration of port %s failed (%s)", info.port, exc)
                 if info.handle:
                     await self._release(info)
                 if attempt or info.state == "gone":
                     info.state = f"error: {exc}"
+                    if disable is not None and info.state != "gone":
+                        try:  # a device left at address 0 would answer for the next one
+                            async with self._enum_lock:
+                                await disable()
+                        except UsbError:
+                            pass
                     self._notify("error", info)
                     return
         self._notify("add", info)
@@ -259,7 +269,7 @@ class UsbCore:
             if drv is not None:
                 try:
                     await drv.start()
-                except (UsbError, OSError, ValueError, StopIteration, MemoryError) as exc:
+                except Exception as exc:  # noqa: BLE001 - a hostile device must not take the core down
                     log.warning("driver %s failed on port %s: %s", getattr(drv, "name", drv), info.port, exc)
                     info.state = f"driver error: {exc}"
                 info.driver = drv

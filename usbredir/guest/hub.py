@@ -114,4 +114,7 @@ class HubDriver:
                 return Speed.LOW
             return Speed.HIGH if status & PORT_HIGH_SPEED else Speed.FULL
 
-        await self.core.enumerate(info, reset, self.info.address, port)
+        async def disable() -> None:
+            await self._feature(port, 1, False)  # CLEAR_FEATURE(PORT_ENABLE)
+
+        await self.core.enumerate(info, reset, self.info.address, port, disable)

@@ -75,7 +75,11 @@ class MassStorageDriver:
             except ScsiError:
                 await asyncio.sleep(0.01)
         cap = await self.command(bytes([0x25] + [0] * 9), 8)
+        if len(cap) < 8:
+            raise ScsiError("short READ CAPACITY reply")
         last, self.block_size = struct.unpack(">II", cap[:8])
+        if self.block_size not in (512, 1024, 2048, 4096) or last == 0xFFFFFFFF:
+            raise ScsiError(f"unsupported medium: {last + 1} blocks of {self.block_size} bytes")
         self.blocks = last + 1
         if self.peripheral == 5:
             self.read_only = True

@@ -20,6 +20,7 @@ from usbredir.guest.storage import MassStorageDriver
 READ_AHEAD = 128 * 1024
 CACHE_BYTES = 4 << 20
 DIRTY_BYTES = 4 << 20
+OP_READ_BUDGET = 32 << 20  # plus twice the file size for reads/writes
 
 
 class BlockFile(io.RawIOBase):
@@ -39,6 +40,7 @@ class BlockFile(io.RawIOBase):
         self._dirty: dict[int, bytes] = {}
         self.name = f"usb:{drive.info.port}"
         self.dead = False  # the device went away: every access fails at once
+        self.budget = -1  # bytes one filesystem operation may still read (-1: unlimited)
 
     def _call(self, fn, *args):
         if self.dead or self.loop.is_closed():
@@ -77,6 +79,8 @@ class BlockFile(io.RawIOBase):
                 continue
             n = max(end - lba, READ_AHEAD // self.bs)
             n = min(n, self.drive.blocks - lba)
+            if n <= 0:
+                raise OSError("read beyond the end of the medium")
             data = self._call(self.drive.read_blocks, lba, n)
             for i in range(n):
                 if lba + i not in self._dirty:
@@ -94,6 +98,10 @@ class BlockFile(io.RawIOBase):
         n = max(0, min(n, self.size - self.pos))
         if not n:
             return b""
+        if self.budget >= 0:  # cache hits count too: a looping cluster chain may never miss
+            self.budget -= n
+            if self.budget < 0:
+                raise OSError("filesystem operation read far more than it should: corrupt volume?")
         start = self.base + self.pos
         first, last = start // self.bs, (start + n - 1) // self.bs
         blob = self._blocks(first, last - first + 1)
@@ -219,11 +227,17 @@ class FatVolume:
         fs = await asyncio.to_thread(_pyfatfs, bf)
         return cls(fs, bf)
 
-    async def _run(self, fn, *args):
-        def call():
-            with self._lock:
+    def _budgeted(self, fn, args, extra: int = 0):
+        """Run ``fn`` with a read budget, so a FAT with a cluster-chain loop cannot read forever."""
+        with self._lock:
+            self.file.budget = OP_READ_BUDGET + 2 * extra
+            try:
                 return fn(*args)
-        return await asyncio.to_thread(call)
+            finally:
+                self.file.budget = -1
+
+    async def _run(self, fn, *args):
+        return await asyncio.to_thread(self._budgeted, fn, args)
 
     async def listdir(self, path: str = "/") -> list[DirEntry]:
         def ls():
@@ -234,15 +248,19 @@ class FatVolume:
         return await self._run(ls)
 
     async def read(self, path: str) -> bytes:
-        return await self._run(self.fs.readbytes, path)
+        def read():
+            size = self.fs.getinfo(path, namespaces=["details"]).size or 0
+            self.file.budget += 2 * size
+            return self.fs.readbytes(path)
+        return await self._run(read)
 
     async def _mutate(self, fn, *args):
         """A changing operation; its blocks reach the device before it returns."""
         def call():
-            with self._lock:
-                try:
-                    return fn(*args)
-                finally:
+            try:
+                return self._budgeted(fn, args, sum(len(a) for a in args if isinstance(a, bytes)))
+            finally:
+                with self._lock:
                     self.file.flush()
         return await asyncio.to_thread(call)
 
