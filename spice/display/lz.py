@@ -70,11 +70,11 @@ def encode_rgb32(pixels: np.ndarray) -> bytes:
         payload[off] = False
         payload[off[~lit] + 1] = False
         payload[off[~lit & (plen >= 7)] + 2] = False
-        out[payload] = px.reshape(n, 4)[lit_mask, :3].reshape(-1)
+        out[payload] = px.view(np.uint32).reshape(n)[lit_mask].view(np.uint8).reshape(-1, 4)[:, :3].reshape(-1)
     elif n_lit:  # few literals (UI): scatter them
         lit_pix = np.flatnonzero(lit_mask)
         base = np.repeat(off[lit] + 1 - 3 * pstart[lit], plen[lit]) + 3 * lit_pix
-        bgr = px.reshape(n, 4)[lit_pix, :3]
+        bgr = px.view(np.uint32).reshape(n)[lit_pix].view(np.uint8).reshape(-1, 4)
         out[base] = bgr[:, 0]
         out[base + 1] = bgr[:, 1]
         out[base + 2] = bgr[:, 2]
