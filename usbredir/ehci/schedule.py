@@ -223,6 +223,9 @@ class ScheduleEngine(IsoEngine):
         for f in range(cur - frames + 1, cur + 1):
             self._walk_frame(f & 0x3FF)
         self._last_frame = cur
+        if len(self.queues) > 64:  # age out idle caches of QHs the guest no longer links (QEMU: 4*maxframes)
+            for queue in [q for q in self.queues.values() if q.packet is None and q.seen < self._pass - 4096]:
+                del self.queues[queue.addr]
 
     def _walk_frame(self: EhciController, frame: int) -> None:
         self.stats["frames"] += 1
