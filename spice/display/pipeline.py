@@ -270,7 +270,11 @@ class DisplayClient:
         self._dirty[s.cells] = False
 
     def _leave(self, s: VideoStream) -> None:
-        self._ctrl.append(StreamDestroy(s.id))
+        create = StreamCreate(s.id, s.rect)
+        if create in self._ctrl:  # never taken: forget it (keeps a stalled client's backlog bounded)
+            self._ctrl.remove(create)
+        else:
+            self._ctrl.append(StreamDestroy(s.id))
         self._stream = None
         self._dirty[s.cells] = True  # lossless refresh of the area
         if self.jpeg_allowed:

@@ -137,3 +137,22 @@ def test_photographic_stills_go_as_jpeg_then_lossless_once_still():
         shadows[c].apply(cmds)
         assert np.array_equal(shadows[c].bgr(), visible(g.fb))
     assert not p.tick(time.monotonic() + 10)
+
+
+def test_stalled_client_backlog_stays_bounded_across_streams():
+    g = FakeGuest(256, 192, 14)
+    g.fb[..., :3] = 90
+    p = DisplayPipeline(g)
+    stalled = p.attach(ImageCaps.from_caps({3}, GTK, "spice-gtk", lossy=True), lambda: None)
+    stalled.take()
+    for rnd in range(5):  # five videos start and stop; the client never takes
+        for t in range(15):
+            video_frame(g, t + 100 * rnd)
+            g.finish()
+        p.check_stream(time.monotonic() + 10)
+    assert p.stats.streams == 5
+    assert len(stalled._ctrl) == 0 and len(stalled._cmds) <= p.max_passthrough_cmds
+    sh = ShadowCanvas(256, 192)
+    sh.pixels[:] = g.fb  # irrelevant start; then the merged take must not reference unknown streams
+    sh.apply(stalled.take())
+    assert not sh.streams
