@@ -282,3 +282,32 @@ async def test_storage_share_spice_tls_to_qemu(tmp_path, need_qemu):
             share.kill()
             await share.wait()
         await guest.stop()
+
+
+async def test_two_devices_over_two_spice_usbredir_channels(tmp_path, need_qemu):
+    """One usbredir channel per device: a stick and a keyboard through QEMU's SPICE server at once."""
+    img = str(tmp_path / "stick.img")
+    make_fat_image(img, 16, {"A.TXT": b"two channels\n"})
+    port = free_port()
+    guest = QemuGuest(["-spice", f"port={port},addr=127.0.0.1,disable-ticketing=on",
+                       "-chardev", "spicevmc,name=usbredir,id=ur0", "-chardev", "spicevmc,name=usbredir,id=ur1",
+                       "-device", "usb-redir,chardev=ur0,id=redir0,bus=ehci.0",
+                       "-device", "usb-redir,chardev=ur1,id=redir1,bus=ehci.0"])
+    share = None
+    try:
+        await guest.start()
+        share = await start_share(f"spice://127.0.0.1:{port}", "--storage", img, "--keyboard")
+        await guest.wait_for_command("test -b /dev/sda", timeout=60)
+        await guest.wait_for_command("grep -q 'aiospice keyboard' /proc/bus/input/devices", timeout=60)
+        await guest.check("mount -t vfat /dev/sda /mnt")
+        assert (await guest.check("cat /mnt/A.TXT")) == "two channels\n"
+        await guest.check("umount /mnt")
+        rc, log = await stop_share(share)
+        assert rc == 0, log
+        assert "usbredir channel 0 linked" in log and "usbredir channel 1 linked" in log, log
+        await guest.wait_for_command("! grep -q 'aiospice keyboard' /proc/bus/input/devices", timeout=30)
+    finally:
+        if share is not None and share.returncode is None:
+            share.kill()
+            await share.wait()
+        await guest.stop()
