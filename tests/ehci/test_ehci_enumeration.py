@@ -262,3 +262,19 @@ async def test_hostile_descriptors_do_not_break_the_bus(kind):
         await usb.wait_for(lambda s: good in s.core.devices and s.core.devices[good].state == "configured", 10)
     finally:
         await usb.close()
+
+
+async def test_devices_attached_before_start_and_odd_speeds():
+    from ehci_helpers import with_speed
+
+    usb = UsbSubsystem(debounce=0.001)
+    ports = [usb.attach(with_speed(LoopbackDevice, Speed.SUPER)()),
+             usb.attach(with_speed(LoopbackDevice, Speed.UNKNOWN, 8)()),
+             usb.attach(LoopbackDevice(), "3")]
+    await usb.start()
+    try:
+        await usb.wait_for(lambda s: all(p in s.core.devices and s.core.devices[p].state == "configured"
+                                         for p in ports))
+        assert [usb.info(p).speed for p in ports] == [Speed.HIGH, Speed.FULL, Speed.HIGH]
+    finally:
+        await usb.close()

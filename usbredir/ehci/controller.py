@@ -21,7 +21,7 @@ from usbredir.device import Speed, TransferResult, UsbDevice
 from usbredir.ehci import regs as R
 from usbredir.ehci.memory import GuestMemory
 from usbredir.ehci.schedule import ScheduleEngine
-from usbredir.ehci.topology import Slot
+from usbredir.ehci.topology import Slot, bus_speed
 
 
 class Backend(Protocol):
@@ -227,7 +227,7 @@ class EhciController(ScheduleEngine):
         """Plug ``device`` into root port ``port`` (1-based)."""
         if not 1 <= port <= self.n_ports or self.ports[port - 1] is not None:
             raise ValueError(f"root port {port} is not free")
-        slot = Slot(device, device.speed, (port,))
+        slot = Slot(device, bus_speed(device.speed), (port,))
         self.ports[port - 1] = slot
         self.portsc[port - 1] = (self.portsc[port - 1] | R.PORT_CCS | R.PORT_CSC) & ~R.PORT_PED
         self._on_attach(slot)

@@ -17,7 +17,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from usbredir.device import SetupPacket, Speed, Status, TransferResult, UsbDevice
-from usbredir.ehci.topology import Slot
+from usbredir.ehci.topology import Slot, bus_speed
 
 if TYPE_CHECKING:
     from usbredir.ehci.controller import EhciController
@@ -67,7 +67,7 @@ class Hub(UsbDevice):
         p = self.ports[port - 1]
         if p.slot is not None or self.slot is None:
             raise ValueError(f"hub port {port} is not free")
-        p.slot = Slot(device, device.speed, self.slot.path + (port,), parent=self.slot)
+        p.slot = Slot(device, bus_speed(device.speed), self.slot.path + (port,), parent=self.slot)
         if p.status & PS_POWER:
             p.status |= PS_CONNECTION
             p.change |= PS_CONNECTION

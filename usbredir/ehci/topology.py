@@ -26,6 +26,14 @@ class ControlPipe:
         self.local_address = None
 
 
+def bus_speed(speed: Speed) -> Speed:
+    """The speed a device runs at on a USB 2.0 bus: SuperSpeed devices fall back to high speed,
+    an unknown speed is taken as full speed (QEMU usbredir_device_connect)."""
+    if speed == Speed.SUPER:
+        return Speed.HIGH
+    return speed if speed in (Speed.LOW, Speed.FULL, Speed.HIGH) else Speed.FULL
+
+
 @dataclass(eq=False)
 class Slot:
     """One attached device: where it hangs and which address it answers to."""

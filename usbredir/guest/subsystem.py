@@ -106,7 +106,7 @@ class UsbSubsystem:
                 return f"{root}.{free[0]}"
         free_roots = [i + 1 for i, s in enumerate(c.ports) if s is None]
         if not free_roots:
-            if device.speed == Speed.HIGH:
+            if device.speed in (Speed.HIGH, Speed.SUPER):
                 raise RuntimeError("no free USB port")
             raise RuntimeError("no free hub port for a full/low-speed device")
         root = free_roots[0]
