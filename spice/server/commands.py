@@ -51,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="channels refused on the plain port: main,display,inputs,cursor,usbredir or all")
     p.add_argument("--size", type=_size, default=(1024, 768), help="guest screen size WxH (default 1024x768)")
     p.add_argument("--guest", default="builtin", choices=["builtin"], help="the machine behind the display")
+    p.add_argument("--workload", default=None, metavar="NAME",
+                   help="make the built-in guest play a standard workload: idle-clock, typing, window-drag, "
+                        "scroll, video-320x240, video-1080p, many-small-fills, photo-slideshow")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     # (web front door, engineer F) extra page origins whose WebSockets are accepted
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
@@ -91,11 +94,11 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return cfg
 
 
-def make_guest(name: str, size: tuple[int, int]):
+def make_guest(name: str, size: tuple[int, int], workload: str | None = None):
     if name == "builtin":
         from spice.guests.builtin import BuiltinGuest
 
-        return BuiltinGuest(width=size[0], height=size[1])
+        return BuiltinGuest(width=size[0], height=size[1], workload=workload)
     raise ValueError(f"unknown guest {name!r}")
 
 
@@ -108,6 +111,11 @@ def serve(args: argparse.Namespace) -> int:
         print(f"aiospice serve: cannot read password file: {err}", file=sys.stderr)
         return 2
     problem = cfg.auth_error()
+    if problem is None and args.workload is not None:
+        from spice.guests.builtin import WORKLOADS
+
+        if args.workload not in WORKLOADS:
+            problem = f"unknown workload {args.workload!r} (choose from {', '.join(sorted(WORKLOADS))})"
     if problem:
         print(f"aiospice serve: refusing to start: {problem}", file=sys.stderr)
         return 2
@@ -120,7 +128,7 @@ def serve(args: argparse.Namespace) -> int:
 async def _serve(cfg: ServerConfig, args: argparse.Namespace) -> int:
     from .server import SpiceServer
 
-    guest = make_guest(args.guest, args.size)
+    guest = make_guest(args.guest, args.size, args.workload)
     server = SpiceServer(guest, cfg)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
