@@ -64,6 +64,7 @@ class EhciRuntime:
         self._kick_handle: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._tick = MIN_TICK
+        self._async_due = 0.0
         self._last_qtds = 0
         self.closed = False
 
@@ -92,6 +93,7 @@ class EhciRuntime:
             result = TransferResult(Status.IOERROR)
         self.controller.complete(key, result)
         self._tick = MIN_TICK
+        self._async_due = 0.0
         self.kick()
 
     def cancel(self, key: int) -> None:
@@ -119,16 +121,24 @@ class EhciRuntime:
     # --- running ---------------------------------------------------------------------
     def _run_kick(self) -> None:
         self._kick_handle = None
-        self._run()
+        self._run(kicked=True)
 
-    def _run(self) -> None:
+    def _run(self, kicked: bool = False) -> None:
+        """One controller run.  The periodic schedule is walked every frame while enabled; the
+        async ring when kicked or when its own poll interval (1 ms after activity, doubling to
+        16 ms while idle) is due — qTDs a guest appends without touching a register are noticed
+        within that interval, as QEMU's backing-off worker does."""
         if self.closed:
             return
         c = self.controller
-        c.run()
-        busy = c.stats["qtds"] != self._last_qtds or c.periodic_work or bool(self.tasks)
-        self._last_qtds = c.stats["qtds"]
-        self._tick = MIN_TICK if busy else min(MAX_TICK, self._tick * 2)
+        now = self.loop.time()
+        do_async = kicked or now >= self._async_due
+        c.run(do_async=do_async)
+        if do_async:
+            busy = c.stats["async_qtds"] != self._last_qtds or bool(self.tasks)
+            self._last_qtds = c.stats["async_qtds"]
+            self._tick = MIN_TICK if busy else min(MAX_TICK, self._tick * 2)
+            self._async_due = now + self._tick
         self._arm()
 
     def _arm(self) -> None:
@@ -138,10 +148,13 @@ class EhciRuntime:
         cmd = self.controller.usbcmd
         if self.closed or not cmd & R.CMD_RS:
             return
-        if self.controller._pending:  # an interrupt waits for its ITC slot
-            self._timer = self.loop.call_later(MIN_TICK, self._on_timer)
-        elif cmd & (R.CMD_ASE | R.CMD_PSE):
-            self._timer = self.loop.call_later(self._tick, self._on_timer)
+        delays = []
+        if self.controller._pending or cmd & R.CMD_PSE:  # a frame, or an interrupt waiting for its ITC slot
+            delays.append(MIN_TICK)
+        if cmd & R.CMD_ASE:
+            delays.append(max(0.0, self._async_due - self.loop.time()))
+        if delays:
+            self._timer = self.loop.call_later(max(min(delays), 0.0005), self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -78,17 +78,19 @@ class ScheduleEngine(IsoEngine):
         self._last_frame = 0
         self.periodic_work = False
         self.last_error = ""
-        self.stats = {"async_passes": 0, "frames": 0, "qtds": 0}
+        self.stats = {"async_passes": 0, "frames": 0, "qtds": 0, "async_qtds": 0}
 
     # --- entry points ----------------------------------------------------------------
-    def run(self: EhciController) -> None:
-        """Process whatever the schedules hold now (non re-entrant)."""
+    def run(self: EhciController, do_async: bool = True) -> None:
+        """Process whatever the schedules hold now (non re-entrant); ``do_async=False`` walks only
+        the frames that elapsed (the runtime polls an idle async ring less often)."""
         if self._running:
             return
         self._running = True
         try:
             self._run_periodic()
-            self._run_async()
+            if do_async or self.usbcmd & R.CMD_IAAD:
+                self._run_async()
         except _Fatal:
             pass
         finally:
@@ -252,10 +254,12 @@ class ScheduleEngine(IsoEngine):
     # --- queue heads -----------------------------------------------------------------
     def _visit_qh(self: EhciController, qh_addr: int, periodic: bool) -> int:
         """Execute what this QH has; return its horizontal link."""
+        if periodic:  # skeleton / async-only QHs in the frame tree: look at the S-mask first
+            head = self._read(qh_addr, 3)
+            if not head[2] & 0xFF:
+                return head[0]
         qh = self._read(qh_addr, 12)
         smask = qh[2] & 0xFF
-        if periodic and not smask:
-            return qh[0]
         queue = self.queues.get(qh_addr)
         if queue is None:
             queue = self.queues[qh_addr] = Queue(qh_addr, periodic)
@@ -397,6 +401,8 @@ class ScheduleEngine(IsoEngine):
         ep = (epchar >> 8) & 0xF
         maxp = (epchar >> 16) & 0x7FF or 1
         self.stats["qtds"] += 1
+        if not periodic:
+            self.stats["async_qtds"] += 1
         if ep == 0:
             return self._execute_control(qh_addr, qh, queue, slot, pid, total, segs, maxp)
         stage = "intr" if periodic else "bulk"

@@ -163,9 +163,8 @@ class EhciHcd:
         self.mem.write_dwords(self.dead_qtd, [DEAD, DEAD, R.TOK_HALTED, 0, 0, 0, 0, 0])
         self.wr(R.PERIODICLISTBASE, self.frame_list)
         self.wr(R.ASYNCLISTADDR, self.head)
-        self.wr(R.USBCMD, 1 << R.CMD_ITC_SHIFT | R.CMD_RS | R.CMD_ASE | R.CMD_PSE)
-        await self._poll(lambda: self.rd(R.USBSTS) & (R.STS_ASS | R.STS_PSS) == (R.STS_ASS | R.STS_PSS),
-                         0.05, "schedules")
+        self.wr(R.USBCMD, 1 << R.CMD_ITC_SHIFT | R.CMD_RS)  # schedules are enabled when they get work
+        await self._poll(lambda: not self.rd(R.USBSTS) & R.STS_HALT, 0.05, "run")
         self.wr(R.CONFIGFLAG, 1)
         self.rd(R.USBCMD)
         self.wr(R.USBINTR, 0x37)
@@ -255,6 +254,7 @@ class EhciHcd:
         self.mem.write_dwords(qh, words)
         self.mem.write32(self.head, qh | 2)
         self._async_qhs.append(qh)
+        self._schedule(R.CMD_ASE, True)
         pipe = Pipe(dev, ep, kind, maxp, qh)
         if kind != "control":
             dev.pipes.append(pipe)
@@ -276,6 +276,7 @@ class EhciHcd:
         self.mem.write_dwords(qh, words)
         self.mem.write32(skel, qh | 2)
         chain.insert(0, qh)
+        self._schedule(R.CMD_PSE, True)
         pipe = Pipe(dev, endpoint, "interrupt", maxp, qh, period, phase)
         dev.pipes.append(pipe)
         return pipe
@@ -292,12 +293,16 @@ class EhciHcd:
                 self.mem.write32(prev, self.mem.read32(pipe.qh))
                 chain.remove(pipe.qh)
                 await self._wait_frame()
+                if not any(self._periodic.values()):
+                    self._schedule(R.CMD_PSE, False)
         elif pipe.qh in self._async_qhs:
             ring = [self.head] + self._async_qhs[::-1]  # ring order: head, newest … oldest
             prev = ring[ring.index(pipe.qh) - 1]
             self.mem.write32(prev, self.mem.read32(pipe.qh))
             self._async_qhs.remove(pipe.qh)
             await self._ring_doorbell()
+            if not self._async_qhs:
+                self._schedule(R.CMD_ASE, False)
         if pipe in pipe.dev.pipes:
             pipe.dev.pipes.remove(pipe)
         self.dma.free(pipe.qh)
@@ -308,6 +313,13 @@ class EhciHcd:
             await self.close_pipe(pipe)
         if dev.ctrl:
             await self.close_pipe(dev.ctrl)
+
+    def _schedule(self, bit: int, on: bool) -> None:
+        """Enable the async/periodic schedule while it has QHs, as Linux does (an idle bus costs
+        nothing).  The model reflects ASS/PSS at once, so no status polling is needed here."""
+        cmd = self.rd(R.USBCMD)
+        if bool(cmd & bit) != on and not self.dead:
+            self.wr(R.USBCMD, (cmd | bit) if on else (cmd & ~bit))
 
     async def _ring_doorbell(self) -> None:
         if self.dead:
