@@ -20,6 +20,7 @@ _TABLE: dict[int, str] = {
     ChannelType.DISPLAY: "spice.channels.display:DisplayChannel",
     ChannelType.CURSOR: "spice.channels.cursor:CursorChannel",
     ChannelType.INPUTS: "spice.channels.inputs:InputsChannel",
+    ChannelType.USBREDIR: "spice.channels.usbredir:UsbredirChannel",
 }
 _loaded: dict[int, type[Channel]] = {}
 

@@ -27,6 +27,9 @@ class ServerConfig:
     ping_interval: float = 10.0  # PING on every channel for round-trip measurement (0 = off)
     max_connections: int = 256
     max_pending_bytes: int = 16 << 20  # per connection, queued but unwritable
+    usb_channels: int = 0  # usbredir (spicevmc) channels offered, ids 0..N-1 (`serve` default 4)
+    usbredir_listen: int | None = None  # plain usbredir (usb-guest) TCP port; 0 = any free port
+    usb_filter: str | None = None  # usbredirfilter rules deciding which redirected devices are accepted
     extra: dict = field(default_factory=dict)
 
     def auth_error(self) -> str | None:

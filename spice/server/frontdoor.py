@@ -189,6 +189,12 @@ def route(server, path: str, headers: Headers, scheme: str) -> Response:
             return auth_required()
         body, ctype = metrics.render(server)
         return Response(200, body, ctype, [("Cache-Control", "no-store")])
+    if bare == "/api/v1/usb":  # redirected USB devices (engineer H, spice.server.usb)
+        if password and not basic_auth_ok(headers.get("Authorization"), password):
+            return auth_required()
+        usb = getattr(server, "usb", None)
+        info = {"enabled": usb is not None, "devices": usb.rows() if usb is not None else []}
+        return Response(200, json.dumps(info).encode(), "application/json", [("Cache-Control", "no-store")])
     if bare == "/connect.vv":
         return vv_file(server, headers.get("Host"), scheme)
     if bare == "/api/info":

@@ -53,6 +53,7 @@ class SpiceServer:
         self._pipeline: Any = None
         self.stats.pipeline = lambda: getattr(self._pipeline, "stats", None)
         self.ports: dict[str, int] = {}
+        self.usb: Any = None  # spice.server.usb.ServerUsb once started (USB redirection on)
 
     # -- display pipeline shared by all display channels (messages encoded once, fanned out)
     @property
@@ -81,6 +82,10 @@ class SpiceServer:
         cfg = self.config
         if start_guest:
             await self.guest.start()
+        if self.usb is None and (cfg.usb_channels > 0 or cfg.usbredir_listen is not None):
+            from .usb import start_usb
+
+            self.usb = await start_usb(self)
         if cfg.port is not None:
             srv = await asyncio.start_server(self._on_accept, cfg.host, cfg.port, limit=1 << 20)
             self._servers.append(srv)
@@ -142,6 +147,9 @@ class SpiceServer:
         self._servers.clear()
         if self._pipeline is not None and hasattr(self._pipeline, "close"):
             self._pipeline.close()
+        if self.usb is not None:
+            await self.usb.close()
+            self.usb = None
         await self.guest.stop()
 
     def notify_all(self, text: str, severity: int = NotifySeverity.INFO) -> None:
