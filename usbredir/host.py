@@ -203,11 +203,12 @@ class UsbredirHost:
         if len(self._pending) >= MAX_PENDING:
             self._shutdown(f"peer has more than {MAX_PENDING} requests outstanding")
             return
-        prev = self._tails.get(key)
+        # in order per endpoint, and after any configuration change / reset queued before it
+        before = [t for t in (self._tails.get(key), self._tails.get("ctl")) if t is not None and not t.done()]
 
         async def run() -> None:
-            if prev is not None and not prev.done():
-                await asyncio.wait([prev])
+            if before:
+                await asyncio.wait(before)
             await work()
 
         task = asyncio.get_running_loop().create_task(run())
@@ -277,10 +278,10 @@ class UsbredirHost:
     # --- control-type packets ----------------------------------------------------------------
     def _on_reset(self, ev: P.Reset) -> None:
         self.stats.resets += 1
+        self._stop_streams_with_status()  # as usbredirhost: running streams report stall
+        self._cancel_all()
 
         async def work() -> None:
-            self._cancel_all()
-            self._stop_streams_with_status()
             await self.device.reset()
             self.configuration = 0
             self.alt_settings = {}
@@ -587,7 +588,7 @@ class UsbredirHost:
             self.attached = False
             self.on_event("device gone: device_disconnect sent")
 
-    async def detach(self, timeout: float = 2.0) -> None:
+    async def detach(self, timeout: float = 2.0, *, close_device: bool = True) -> None:
         """Clean detach: cancel transfers, ``device_disconnect``, wait for the ack, close the device."""
         if self.attached and not self.closed.done():
             self._cancel_all()
@@ -600,7 +601,8 @@ class UsbredirHost:
             with contextlib.suppress(Exception):
                 await self.transport.drain()
         self._cancel_all()
-        await self.device.close()
+        if close_device:
+            await self.device.close()
         self._shutdown("detached")
 
     _handlers: dict[type, Callable] = {
@@ -651,11 +653,13 @@ class StreamTransport:
 async def serve_stream(device: UsbDevice, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
                        stop: asyncio.Event | None = None,
                        on_event: Callable[[str], None] | None = None,
-                       on_host: Callable[[UsbredirHost], None] | None = None) -> str:
+                       on_host: Callable[[UsbredirHost], None] | None = None,
+                       close_device: bool = True) -> str:
     """Export ``device`` over one TCP connection until the peer closes or ``stop`` is set.
 
     On ``stop`` the device is detached cleanly (device_disconnect, ack, image flushed).
-    Returns why the session ended.
+    ``close_device=False`` keeps the device open when the peer goes away (``--listen`` serves
+    the next peer with it).  Returns why the session ended.
     """
     host = UsbredirHost(device, StreamTransport(writer), on_event=on_event)
     if on_host is not None:
@@ -682,14 +686,15 @@ async def serve_stream(device: UsbDevice, reader: asyncio.StreamReader, writer: 
     try:
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         if stop_task is not None and stop_task.done() and not host.closed.done():
-            await host.detach()
+            await host.detach(close_device=close_device)
     finally:
         for t in (pump_task, stop_task):
             if t is not None and not t.done():
                 t.cancel()
         if not host.closed.done():
             host._shutdown("closed")
-        with contextlib.suppress(Exception):
-            await host.device.close()
+        if close_device:
+            with contextlib.suppress(Exception):
+                await host.device.close()
         writer.close()
     return host.closed.result()

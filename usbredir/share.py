@@ -151,7 +151,7 @@ async def share_tcp_listen(device: UsbDevice, host: str, port: int, stop: asynci
             status.event(f"peer {writer.get_extra_info('peername')} connected")
             status.hosts.clear()
             result[0] = await serve_stream(device, reader, writer, stop=stop, on_event=status.event,
-                                           on_host=status.hosts.append)
+                                           on_host=status.hosts.append, close_device=False)
             if stop.is_set() or getattr(device, "closed", False):
                 done.set()
 

@@ -12,8 +12,8 @@ from urhost_helpers import fat_read, free_port, fsck_clean, make_fat_image, sha2
 
 from tests.peers.qemu_guest import QemuGuest
 from usbredir import proto as P
-from usbredir.devices.hid import HidKeyboard
-from usbredir.devices.storage import MassStorage
+from usbredir.device import Status
+from usbredir.devices.storage import CBW, CBW_SIG, MassStorage
 from usbredir.host import serve_stream
 from usbredir.parser import Role, UsbredirParser
 from usbredir.share import StatusLine, share_tcp_listen
@@ -27,14 +27,16 @@ async def read_until_closed(reader: asyncio.StreamReader, limit: float = 10) -> 
     return data
 
 
-async def test_garbage_peer_is_dropped_and_next_peer_served():
-    kbd = HidKeyboard()
+async def test_garbage_peer_is_dropped_and_next_peer_served(tmp_path):
+    img = tmp_path / "s.img"
+    img.write_bytes(bytes(1 << 20))
+    stick = MassStorage(str(img))
     port = free_port()
     stop = asyncio.Event()
     events: list[str] = []
     status = StatusLine(quiet=True)
     status.event = events.append
-    server = asyncio.create_task(share_tcp_listen(kbd, "127.0.0.1", port, stop, status))
+    server = asyncio.create_task(share_tcp_listen(stick, "127.0.0.1", port, stop, status))
     await asyncio.sleep(0.2)
     # 1: random bytes instead of a hello
     r, w = await asyncio.open_connection("127.0.0.1", port)
@@ -49,20 +51,35 @@ async def test_garbage_peer_is_dropped_and_next_peer_served():
     await read_until_closed(r)
     w.close()
     assert sum("protocol error" in e for e in events) == 2, events
-    # 3: a well-behaved guest still gets the device
-    r, w = await asyncio.open_connection("127.0.0.1", port)
-    guest = UsbredirParser(Role.GUEST)
-    w.write(guest.bytes_to_send())
-    got: list = []
-    async with asyncio.timeout(10):
-        while not any(isinstance(e, P.DeviceConnect) for e in got):
-            guest.receive_data(await r.read(65536))
-            got += guest.events_received()
-    dc = next(e for e in got if isinstance(e, P.DeviceConnect))
-    assert (dc.vendor_id, dc.product_id) == (0x1209, 0x0002)
+    # 3 and 4: well-behaved guests, one after the other, get a working stick
+    for round_ in range(2):
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        guest = UsbredirParser(Role.GUEST)
+        w.write(guest.bytes_to_send())
+        got: list = []
+
+        async def until(pred, r=r, guest=guest, got=got):
+            async with asyncio.timeout(10):
+                while not any(pred(e) for e in got):
+                    guest.receive_data(await r.read(65536))
+                    got += guest.events_received()
+
+        await until(lambda e: isinstance(e, P.DeviceConnect))
+        dc = next(e for e in got if isinstance(e, P.DeviceConnect))
+        assert (dc.vendor_id, dc.product_id) == (0x1209, 0x0001)
+        cbw = CBW.pack(CBW_SIG, 5, 0, 0, 0, 6, bytes(16))  # TEST UNIT READY
+        for pkt in (P.Reset(), P.SetConfiguration(1, 1), P.BulkPacket(2, 0x02, 0, len(cbw), 0, cbw),
+                    P.BulkPacket(3, 0x81, 0, 13)):
+            guest.send(pkt)
+        w.write(guest.bytes_to_send())
+        await until(lambda e: isinstance(e, P.BulkPacket) and e.id == 3)
+        csw = next(e for e in got if isinstance(e, P.BulkPacket) and e.id == 3)
+        assert csw.status == Status.SUCCESS and bytes(csw.data)[4:] == bytes((5, 0, 0, 0, 0, 0, 0, 0, 0)), round_
+        w.close()
+        await asyncio.sleep(0.2)
     stop.set()
     await asyncio.wait_for(server, 10)
-    w.close()
+    assert stick.closed  # closed once, at the end
 
 
 @pytest.mark.peer
