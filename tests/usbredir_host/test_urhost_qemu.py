@@ -311,3 +311,52 @@ async def test_two_devices_over_two_spice_usbredir_channels(tmp_path, need_qemu)
             share.kill()
             await share.wait()
         await guest.stop()
+
+
+async def test_mouse_and_tablet_reach_guest(need_qemu):
+    """The boot mouse gives EV_REL motion, the tablet EV_ABS positions, in the Linux guest."""
+    from usbredir.devices.hid import HidMouse, HidTablet
+    from usbredir.host import serve_stream
+
+    p1, p2 = free_port(), free_port()
+    guest = QemuGuest(["-chardev", f"socket,id=ur1,host=127.0.0.1,port={p1},server=on,wait=off,nodelay=on",
+                       "-device", "usb-redir,chardev=ur1,id=redir1,bus=ehci.0",
+                       "-chardev", f"socket,id=ur2,host=127.0.0.1,port={p2},server=on,wait=off,nodelay=on",
+                       "-device", "usb-redir,chardev=ur2,id=redir2,bus=ehci.0"])
+    mouse, tablet = HidMouse(), HidTablet()
+    stop = asyncio.Event()
+    sessions = []
+    try:
+        await guest.start()
+        hosts: dict = {}
+        for dev, port in ((mouse, p1), (tablet, p2)):
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            sessions.append(asyncio.create_task(
+                serve_stream(dev, r, w, stop=stop, on_host=lambda h, d=dev: hosts.__setitem__(d, h))))
+        logs = {}
+        for dev, name in ((mouse, "aiospice mouse"), (tablet, "aiospice tablet")):
+            out = await guest.wait_for_command(f"grep -l '{name}' /sys/class/input/event*/device/name", timeout=60)
+            ev = out.strip().splitlines()[0].split("/")[4]
+            logs[dev] = f"/tmp/{ev}"
+            await guest.check(f"dd if=/dev/input/{ev} of=/tmp/{ev} bs=24 count=3 2>/dev/null &")
+        for dev in (mouse, tablet):
+            async with asyncio.timeout(30):
+                while not (dev in hosts and 0x81 in hosts[dev]._streams):
+                    await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        mouse.move(5, -3)
+        tablet.move_to(0x4000, 0x2000)
+        got = {}
+        for dev, path in logs.items():
+            await guest.wait_for_command(f"test $(stat -c %s {path}) -ge 72", timeout=30)
+            dump = await guest.check(f"hexdump -v -e '24/1 \"%02x \" \"\\n\"' {path}")
+            evs = [bytes.fromhex(line.replace(" ", ""))[16:] for line in dump.split("\n") if line.strip()]
+            got[dev] = {(e[0] | e[1] << 8, e[2] | e[3] << 8, int.from_bytes(e[4:8], "little", signed=True))
+                        for e in evs}
+        assert {(2, 0, 5), (2, 1, -3)} <= got[mouse], got[mouse]            # EV_REL REL_X / REL_Y
+        assert {(3, 0, 0x4000), (3, 1, 0x2000)} <= got[tablet], got[tablet]  # EV_ABS ABS_X / ABS_Y
+    finally:
+        stop.set()
+        for t in sessions:
+            await asyncio.wait_for(t, 15)
+        await guest.stop()
