@@ -58,8 +58,8 @@ def list_devices(backend=None) -> list[dict[str, Any]]:
         product = ""
         with contextlib.suppress(Exception):
             product = usb.util.get_string(dev, dev.iProduct) or ""
-        rows.append(dict(bus=dev.bus or 0, address=dev.address or 0, vid=dev.idVendor, pid=dev.idProduct,
-                         cls=cls, product=product, **{"class": cls}))
+        rows.append({"bus": dev.bus or 0, "address": dev.address or 0, "vid": dev.idVendor, "pid": dev.idProduct,
+                     "class": cls, "product": product})
     return rows
 
 
@@ -76,7 +76,10 @@ def open_device(spec: str, backend=None) -> PyusbDevice:
         raise ValueError(f"--device {spec}: use VID:PID or BUS-ADDR")
     if dev is None:
         raise ValueError(f"--device {spec}: no such USB device")
-    return PyusbDevice(dev)
+    device = PyusbDevice(dev)
+    with contextlib.suppress(Exception):  # needs access rights; only for display
+        device._product = usb.util.get_string(dev, dev.iProduct) or ""
+    return device
 
 
 def serialize_config(cfg) -> bytes:
