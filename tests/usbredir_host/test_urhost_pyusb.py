@@ -68,3 +68,19 @@ async def test_pyusb_interrupt_nak_and_report():
     r = await dev.control(SetupPacket(0x81, 6, 0x2200, 0, 255))
     assert bytes(r.data) == kbd.REPORT_DESCRIPTOR
     await dev.close()
+
+
+async def test_usb_list_output(tmp_path, monkeypatch, capsys):
+    """`aiospice usb list` through the pyusb path: bus-address, VID:PID, class, product."""
+    import argparse
+
+    from usbredir import share
+    from usbredir.devices import pyusb_device
+
+    img = tmp_path / "l.img"
+    img.write_bytes(bytes(1 << 20))
+    backend = VirtualBackend(MassStorage(str(img)), asyncio.get_running_loop())
+    monkeypatch.setattr(pyusb_device, "default_backend", lambda: backend)
+    rc = await asyncio.to_thread(share.list_main, argparse.Namespace())
+    assert rc == 0
+    assert capsys.readouterr().out.strip() == "001-007  1209:0001  class 08  aiospice virtual stick"

@@ -54,7 +54,7 @@ def list_devices(backend=None) -> list[dict[str, Any]]:
         cls = dev.bDeviceClass
         if cls == 0:
             with contextlib.suppress(Exception):
-                cls = next(iter(dev.get_active_configuration()))[(0, 0)].bInterfaceClass
+                cls = next(iter(dev))[(0, 0)].bInterfaceClass  # first configuration's first interface
         product = ""
         with contextlib.suppress(Exception):
             product = usb.util.get_string(dev, dev.iProduct) or ""
