@@ -33,6 +33,16 @@ def _secure(text: str) -> frozenset[int]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _usb_filter(text: str) -> str:
+    from usbredir.filter import parse_rules
+
+    try:
+        parse_rules(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"bad usbredir filter: {err}") from None
+    return text
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("serve", help="run the SPICE server",
                               description="Serve a guest desktop to SPICE clients (remote-viewer, spicy, browsers).")
@@ -54,11 +64,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workload", default=None, metavar="NAME",
                    help="make the built-in guest play a standard workload: idle-clock, typing, window-drag, "
                         "scroll, video-320x240, video-1080p, many-small-fills, photo-slideshow")
+    # (USB redirection, engineer H)
+    p.add_argument("--usb-channels", type=int, default=4, metavar="N",
+                   help="usbredir channels offered to SPICE clients, one per redirected device (default 4; 0 = none)")
+    p.add_argument("--usbredir-listen", type=int, metavar="PORT",
+                   help="also accept plain usbredir over TCP on PORT (usbredirect / aiospice usb share --to)")
+    p.add_argument("--usb-filter", type=_usb_filter, metavar="RULES",
+                   help="usbredirfilter rules for redirected devices, e.g. '0x08,-1,-1,-1,1|-1,-1,-1,-1,0' "
+                        "(class,vendor,product,version,allow|...); rejected devices get filter_reject")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     # (web front door, engineer F) extra page origins whose WebSockets are accepted
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="also accept WebSocket connections from pages of this origin, e.g. http://host:8080 "
                         "(repeatable; the server's own origin is always accepted)")
+    # (display, engineer I)
+    p.add_argument("--streaming", choices=("mjpeg", "off", "auto"), default="mjpeg",
+                   help="video areas as MJPEG streams (mjpeg, default, as libspice-server), never lossy (off), "
+                        "or as each client's caps say (auto)")
+    p.add_argument("--max-fps", type=float, default=None, metavar="FPS", help="cap display updates per client")
     p.set_defaults(func=serve)
 
     c = subparsers.add_parser("certs", help="create a CA and a server certificate for TLS",
@@ -90,7 +113,11 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     cfg = ServerConfig(host=args.host, port=None if args.no_plain else args.port, tls_port=args.tls_port,
                        certs_dir=args.certs, password=password, disable_ticketing=args.disable_ticketing,
                        password_expires=args.password_expires, secure_channels=args.secure_channels)
+    cfg.usb_channels = max(0, min(getattr(args, "usb_channels", 0) or 0, 64))
+    cfg.usbredir_listen = getattr(args, "usbredir_listen", None)
+    cfg.usb_filter = getattr(args, "usb_filter", None)
     cfg.extra["allow_origin"] = list(getattr(args, "allow_origin", None) or [])  # read by spice.server.frontdoor
+    cfg.streaming, cfg.max_fps = getattr(args, "streaming", "auto"), getattr(args, "max_fps", None)
     return cfg
 
 

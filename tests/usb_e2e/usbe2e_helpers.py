@@ -74,7 +74,7 @@ class Share:
         if self.password is not None:
             env["AIOSPICE_PASSWORD"] = self.password
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "spice.cli", "usb", "share", "--quiet", *self.args, env=env,
+            sys.executable, "-m", "spice.cli", "usb", "share", *self.args, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         return self
 
