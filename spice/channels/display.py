@@ -39,7 +39,7 @@ class DisplayChannel(Channel):
     max_message = 4096
     known_messages = frozenset(DisplayMsgc)
     #: bytes per take() from the pipeline (keeps one pull bounded; the window bounds the rest)
-    take_bytes = 4 << 20
+    take_bytes = 1 << 20
 
     @classmethod
     def server_caps(cls, server) -> frozenset[int]:

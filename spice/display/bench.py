@@ -51,6 +51,9 @@ def register(subparsers) -> None:
     d.add_argument("--xspice", action="store_true",
                    help="with --wire: the same scenes as X clients on Xspice (libspice-server) as the reference")
     d.set_defaults(func=run_display)
+    from spice.display import compare
+
+    compare.register(sub)
 
 
 def make_guest(kind: str, width: int, height: int, workload: str):

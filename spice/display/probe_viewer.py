@@ -5,8 +5,12 @@
 Connects like remote-viewer (opens every offered channel), waits for the display's MARK plus
 ``--warmup`` seconds (the first full screen is not measured), prints ``START`` and reads every
 channel's ``total-read-bytes``; after ``--seconds`` prints ``END`` and one JSON line:
-``{"bytes": {channel_type: n}, "seconds": s, "size": [w, h], "errors": [...]}``.
-Used by ``aiospice bench display --wire`` for our server and for Xspice alike.
+``{"bytes": {channel_type: n}, "seconds": s, "size": [w, h], "frames": n, "latency_ms": [...],
+"errors": [...]}``.  ``frames`` counts delivered frames: bursts of ``display-invalidate`` signals (a
+gap of more than 4 ms starts a new frame).  With ``--keys`` it also presses a key every
+``--key-interval`` seconds on the inputs channel and records the time from the press to the first
+framebuffer change outside the areas that changed during the warm-up (a clock): ``latency_ms``.
+Used by ``aiospice bench display --wire`` and ``aiospice bench compare`` for our server and Xspice alike.
 """
 
 from __future__ import annotations
@@ -29,10 +33,17 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=1.5)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--timeout", type=float, default=30.0)
+    ap.add_argument("--keys", action="store_true", help="measure key press -> changed pixels latency")
+    ap.add_argument("--key-interval", type=float, default=0.15)
+    ap.add_argument("--scancode", type=lambda v: int(v, 0), default=0x1E, help="PC/AT set-1 scancode ('a')")
     args = ap.parse_args()
     loop = GLib.MainLoop()
     channels: list = []
-    state = {"start": None, "t0": 0.0, "size": None, "errors": [], "marked": False}
+    state = {"start": None, "t0": 0.0, "size": None, "errors": [], "marked": False, "frames": 0,
+             "last_inv": 0.0, "key_t0": None, "inputs": None}
+    background: list[tuple[int, int, int, int]] = []  # areas that changed during the warm-up
+    latencies: list[float] = []
+    misses = [0]
     session = SpiceClientGLib.Session()
     session.set_property("uri", args.uri)
     if args.password:
@@ -51,6 +62,7 @@ def main() -> int:
         print("END", flush=True)
         print(json.dumps({"bytes": {k: v - start.get(k, 0) for k, v in end.items()},
                           "seconds": time.monotonic() - state["t0"], "size": state["size"],
+                          "frames": state["frames"], "latency_ms": latencies, "key_misses": misses[0],
                           "errors": state["errors"]}), flush=True)
         session.disconnect()
         GLib.timeout_add(200, loop.quit)
@@ -61,7 +73,38 @@ def main() -> int:
         state["t0"] = time.monotonic()
         print("START", flush=True)
         GLib.timeout_add(int(args.seconds * 1000), finish)
+        if args.keys:
+            GLib.timeout_add(int(args.key_interval * 1000), press)
         return False
+
+    def press() -> bool:
+        inputs = state["inputs"]
+        if state["start"] is None or inputs is None:
+            return False
+        if state["key_t0"] is not None:  # the previous press never showed: a miss
+            misses[0] += 1
+            inputs.key_release(args.scancode)
+        state["key_t0"] = time.monotonic()
+        inputs.key_press(args.scancode)
+        return True
+
+    def in_background(x: int, y: int, w: int, h: int) -> bool:
+        return any(bx <= x and by <= y and x + w <= bx + bw and y + h <= by + bh for bx, by, bw, bh in background)
+
+    def on_invalidate(channel, x, y, w, h):
+        now = time.monotonic()
+        if state["start"] is None:
+            if state["marked"]:
+                background.append((x, y, w, h))
+            return
+        if now - state["last_inv"] > 0.004:
+            state["frames"] += 1
+        state["last_inv"] = now
+        t0 = state["key_t0"]
+        if t0 is not None and not in_background(x, y, w, h):
+            latencies.append(1000 * (now - t0))
+            state["key_t0"] = None
+            state["inputs"].key_release(args.scancode)
 
     def on_mark(channel, mark):
         if mark and not state["marked"]:
@@ -84,6 +127,9 @@ def main() -> int:
         if isinstance(channel, SpiceClientGLib.DisplayChannel):
             GObject.Object.connect(channel, "display-primary-create", on_primary)
             GObject.Object.connect(channel, "display-mark", on_mark)
+            GObject.Object.connect(channel, "display-invalidate", on_invalidate)
+        if isinstance(channel, SpiceClientGLib.InputsChannel):
+            state["inputs"] = channel
         if not isinstance(channel, SpiceClientGLib.MainChannel):
             channel.connect()
 

@@ -96,9 +96,13 @@ async def _stop(proc: asyncio.subprocess.Process | None) -> None:
         await proc.wait()
 
 
-async def probe(uri: str, seconds: float, sample: Callable[[], tuple[float, int]], timeout: float = 60) -> dict:
-    """Run the viewer; ``sample()`` -> (cpu seconds, frames) is taken at START and END."""
-    proc = await asyncio.create_subprocess_exec(SYSTEM_PYTHON, str(PROBE), uri, "--seconds", str(seconds),
+async def probe(uri: str, seconds: float, sample: Callable[[], tuple[float, int]], timeout: float = 60,
+                extra: list[str] = ()) -> dict:
+    """Run the viewer; ``sample()`` -> (cpu seconds, server frames) is taken at START and END.
+
+    ``frames`` in the answer is what the client saw delivered; ``server_frames`` what ``sample`` counted.
+    """
+    proc = await asyncio.create_subprocess_exec(SYSTEM_PYTHON, str(PROBE), uri, "--seconds", str(seconds), *extra,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
     marks: dict[str, tuple[float, int]] = {}
     result: dict = {"errors": ["no report"]}
@@ -119,7 +123,7 @@ async def probe(uri: str, seconds: float, sample: Callable[[], tuple[float, int]
         await _stop(proc)
     if "START" in marks and "END" in marks:
         result["cpu"] = marks["END"][0] - marks["START"][0]
-        result["frames"] = marks["END"][1] - marks["START"][1]
+        result["server_frames"] = marks["END"][1] - marks["START"][1]
     return result
 
 
@@ -140,7 +144,7 @@ async def measure_ours(workload: str, width: int, height: int, seconds: float, t
     await srv.start()
     try:
         return await probe(f"spice://127.0.0.1:{srv.ports['plain']}", seconds,
-                           lambda: (time.process_time(), pipeline.stats.frames))
+                           lambda: (time.process_time(), pipeline.stats.frames), timeout=seconds + 60)
     finally:
         await srv.close()
         with contextlib.suppress(Exception):

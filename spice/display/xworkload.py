@@ -2,10 +2,15 @@
 
     python3 -m spice.display.xworkload WORKLOAD   (DISPLAY must point at the X server)
 
-Scenes mirror the built-in guest's: ``idle-clock`` (a clock label redrawn every second),
-``typing`` (10 characters/s into a terminal-like window, scrolling with CopyArea),
-``window-drag`` (a 340x300 window moved along a curve at 30 Hz, no window manager),
-``video-320x240`` (25 fps XPutImage of a moving photographic texture).
+Scenes mirror the built-in guest's (``spice.guests.builtin.workloads``): ``idle-clock`` (a clock
+label redrawn every second), ``typing`` (10 characters/s into a terminal-like window, scrolling with
+CopyArea), ``window-drag`` (a 340x300 window moved along a curve at 30 Hz, no window manager),
+``scroll`` (a full-screen terminal, 30 lines/s, CopyArea + text), ``video-320x240`` (25 fps) and
+``video-1080p`` (full screen, 30 fps) XPutImage of a moving photographic texture (fresh pixels every
+frame), ``many-small-fills`` (~10,000 XFillRectangle/s of 4..32 px in 64 colours),
+``photo-slideshow`` (a full-screen photograph every 2 s) and ``echo`` (a focused text window that
+draws every key press at once: the input-to-pixel latency scene, like an xterm echoing keys).
+Every scene also shows the clock, as the built-in desktop does.
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ import time
 import numpy as np
 from Xlib import X, display
 
-WORKLOADS = ("idle-clock", "typing", "window-drag", "video-320x240")
+WORKLOADS = ("idle-clock", "typing", "window-drag", "scroll", "video-320x240", "video-1080p", "many-small-fills",
+             "photo-slideshow", "echo")
+RATES = {"idle-clock": 1.0, "typing": 10.0, "window-drag": 30.0, "scroll": 30.0, "video-320x240": 25.0,
+         "video-1080p": 30.0, "many-small-fills": 30.0, "photo-slideshow": 0.5, "echo": 1.0}
 TEXT = ("echo the quick brown fox jumps over the lazy dog\n", "date\n", "uptime\n", "ls -l /usr/share\n")
 
 
@@ -48,13 +56,63 @@ def main(workload: str) -> int:
         win.map()
         return win
 
-    rate = {"idle-clock": 1.0, "typing": 10.0, "window-drag": 30.0, "video-320x240": 25.0}[workload]
+    rate = RATES[workload]
+    clock = window(sw - 220, 4, 200, 20, 0xE0E0E0)
+    clock_gc = clock.create_gc(foreground=0x000000, background=0xE0E0E0, font=font)
+    last = [""]
+
+    def tick_clock():
+        text = time.strftime("%a %Y-%m-%d %H:%M:%S")
+        if text != last[0]:
+            last[0] = text
+            clock.image_text(clock_gc, 8, 14, text.encode())
+
     if workload == "idle-clock":
-        win = window(sw - 220, 4, 200, 20, 0xE0E0E0)
-        gc = win.create_gc(foreground=0x000000, background=0xE0E0E0, font=font)
+        def step(n):
+            pass
+    elif workload == "echo":
+        return _echo(d, window, font, tick_clock)
+    elif workload == "scroll":
+        win = window(0, 24, sw, sh - 24, 0x101010)
+        gc = win.create_gc(foreground=0xD0D0D0, background=0x101010, font=font)
+        bg = win.create_gc(foreground=0x101010)
+        ch = 13
+        rows = (sh - 24) // ch
+        words = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt".split()
 
         def step(n):
-            win.image_text(gc, 8, 14, time.strftime("%a %Y-%m-%d %H:%M:%S").encode())
+            win.copy_area(gc, win, 0, ch, sw, (rows - 1) * ch, 0, 0)
+            win.fill_rectangle(bg, 0, (rows - 1) * ch, sw, ch)
+            line = f"{n:08d}  " + " ".join(words[(n * 7 + i) % len(words)] for i in range(4 + n % 9))
+            win.image_text(gc, 4, (rows - 1) * ch + 10, line.encode())
+    elif workload == "many-small-fills":
+        win = window(0, 24, sw, sh - 24, 0)
+        rng = np.random.default_rng(0)
+        gcs = [win.create_gc(foreground=int(c)) for c in rng.integers(0, 1 << 24, 64)]
+        per_step = int(10_000 / rate)
+
+        def step(n):
+            x = rng.integers(0, sw - 4, per_step)
+            y = rng.integers(0, sh - 28, per_step)
+            w = rng.integers(4, 33, per_step)
+            h = rng.integers(4, 33, per_step)
+            k = rng.integers(0, len(gcs), per_step)
+            for i, gc in enumerate(gcs):
+                sel = np.flatnonzero(k == i)
+                win.poly_fill_rectangle(gc, [(int(x[j]), int(y[j]), int(w[j]), int(h[j])) for j in sel])
+    elif workload == "photo-slideshow":
+        from spice.guests.builtin.workloads import photo
+
+        m = 96
+        win = window(0, 0, sw, sh, 0)
+        gc = win.create_gc()
+        pics = (photo(sw + 2 * m, sh + 2 * m, 0), photo(sw + 2 * m, sh + 2 * m, 1))
+
+        def step(n):
+            rng = np.random.default_rng(n)
+            ox, oy = int(rng.integers(0, 2 * m)), int(rng.integers(0, 2 * m))
+            img = pics[n % 2][oy:oy + sh, ox:ox + sw]
+            put_image(win, gc, 0, 0, img[:, ::-1] if n // 2 % 2 else img)
     elif workload == "typing":
         tw, th = int(sw * 0.62), int(sh * 0.75)
         win = window(16, 40, tw, th, 0x101010)
@@ -99,7 +157,7 @@ def main(workload: str) -> int:
     else:
         from spice.guests.builtin.workloads import photo
 
-        vw, vh, m = 320, 240, 96
+        vw, vh, m = (320, 240, 96) if workload == "video-320x240" else (sw, sh, 96)
         win = window((sw - vw) // 2, (sh - vh) // 2, vw, vh, 0)
         gc = win.create_gc()
         texture = photo(vw + 2 * m, vh + 2 * m, 0)
@@ -113,10 +171,42 @@ def main(workload: str) -> int:
     period, n, due = 1.0 / rate, 0, time.monotonic()
     while True:
         step(n)
+        tick_clock()
         d.flush()
         n += 1
         due = max(due + period, time.monotonic() - period)
         time.sleep(max(0.0, due - time.monotonic()))
+
+
+def _echo(d, window, font, tick_clock) -> int:
+    """Draw every key press at once (an xterm echoing keys), keep the clock ticking."""
+    import select
+
+    screen = d.screen()
+    sw, sh = screen.width_in_pixels, screen.height_in_pixels
+    tw, th = int(sw * 0.62), int(sh * 0.75)
+    win = window(16, 40, tw, th, 0x101010)
+    win.change_attributes(event_mask=X.KeyPressMask | X.ExposureMask)
+    gc = win.create_gc(foreground=0xD0D0D0, background=0x101010, font=font)
+    bg = win.create_gc(foreground=0x101010)
+    win.set_input_focus(X.RevertToParent, X.CurrentTime)
+    d.sync()
+    cols, rows, col, row = tw // 6 - 2, th // 13 - 1, 0, 0
+    fd = d.fileno()
+    while True:
+        tick_clock()
+        d.flush()
+        select.select([fd], [], [], 0.05)
+        while d.pending_events():
+            ev = d.next_event()
+            if ev.type != X.KeyPress:
+                continue
+            if col >= cols:
+                col, row = 0, (row + 1) % rows
+                win.fill_rectangle(bg, 0, row * 13, tw, 13)
+            win.image_text(gc, col * 6 + 4, row * 13 + 11, b"a")
+            col += 1
+            d.flush()
 
 
 if __name__ == "__main__":

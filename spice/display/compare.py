@@ -1,0 +1,219 @@
+"""``aiospice bench compare``: aiospice against Xspice (libspice-server 0.15), side by side, one table.
+
+For each workload both servers play the same content — aiospice as ``aiospice serve --workload NAME``
+in its own process, Xspice (Xorg + spiceqxl) with the X11 version of the scene played by a
+python-xlib client (:mod:`spice.display.xworkload`) — and the same SpiceClientGLib viewer
+(:mod:`spice.display.probe_viewer`, system Python) connects, waits for MARK + a warm-up and measures
+for ``--seconds``:
+
+* bytes: everything the client read on all its channels (the socket bytes, what a counting proxy sees);
+* CPU: user+system seconds of the server process(es): our whole process (guest drawing included) /
+  Xorg + the X client that draws;
+* fps: frames delivered to the client (bursts of display-invalidate);
+* latency (the ``echo`` row): key press on the inputs channel -> first changed pixels in the client's
+  framebuffer, p50 / p99 (aiospice's built-in terminal vs an X window that draws each key press).
+
+    aiospice bench compare [--seconds 10] [--size 1024x768] [--workloads a,b,...] [--streaming on|off]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from spice.display import wirebench
+
+ALL_WORKLOADS = ("idle-clock", "typing", "window-drag", "scroll", "video-320x240", "video-1080p",
+                 "many-small-fills", "photo-slideshow", "echo")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def register(sub) -> None:
+    c = sub.add_parser("compare", help="aiospice vs Xspice (libspice-server), same spice-gtk client, one table")
+    c.add_argument("--seconds", type=float, default=10.0, help="measured window per workload and server")
+    c.add_argument("--size", default="1024x768", help="screen WxH for both servers")
+    c.add_argument("--workloads", default=",".join(ALL_WORKLOADS), help="comma-separated workload names")
+    c.add_argument("--streaming", choices=("on", "off"), default="on",
+                   help="video streaming on both servers (on: aiospice --streaming mjpeg / Xspice 'filter')")
+    c.add_argument("--warmup", type=float, default=1.5, help="seconds after MARK before measuring")
+    c.set_defaults(func=run_compare)
+
+
+async def _listening(port: int, proc: asyncio.subprocess.Process, timeout: float = 20) -> bool:
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        if proc.returncode is not None:
+            return False
+        with contextlib.suppress(OSError):
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            w.close()
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+def _probe_args(workload: str, warmup: float) -> list[str]:
+    args = ["--warmup", str(warmup)]
+    if workload == "echo":
+        args.append("--keys")
+    return args
+
+
+async def measure_ours(workload: str, width: int, height: int, seconds: float, streaming: str = "on",
+                       warmup: float = 1.5) -> dict:
+    """``aiospice serve`` in its own process, measured by the probe viewer."""
+    port = wirebench.free_port()
+    cmd = [sys.executable, "-m", "spice.cli", "serve", "--port", str(port), "--disable-ticketing",
+           "--size", f"{width}x{height}", "--log-level", "warning",
+           "--streaming", "mjpeg" if streaming == "on" else "off"]
+    if workload != "echo":
+        cmd += ["--workload", workload]
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=asyncio.subprocess.DEVNULL,
+                                                stderr=asyncio.subprocess.PIPE)
+    try:
+        if not await _listening(port, proc):
+            err = (await proc.stderr.read()).decode(errors="replace")[-300:] if proc.returncode is not None else ""
+            return {"errors": [f"aiospice did not listen {err}".strip()]}
+        return await wirebench.probe(f"spice://127.0.0.1:{port}", seconds, lambda: (wirebench.proc_cpu(proc.pid), 0),
+                                     extra=_probe_args(workload, warmup), timeout=seconds + 60)
+    finally:
+        await wirebench._stop(proc)
+
+
+async def measure_xspice(workload: str, width: int, height: int, seconds: float, streaming: str = "on",
+                         warmup: float = 1.5) -> dict:
+    """Xorg + spiceqxl with the X11 scene; CPU = Xorg + the X client."""
+    port = wirebench.free_port()
+    n = next(i for i in range(150, 250) if not os.path.exists(f"/tmp/.X11-unix/X{i}")
+             and not os.path.exists(f"/tmp/.X{i}-lock"))
+    tmp = Path(tempfile.mkdtemp(prefix="aiospice-xspice-"))
+    conf = tmp / "xorg.conf"
+    text = wirebench.XORG_CONF.format(w=width, h=height, fb_mb=max(16, width * height * 4 // (1 << 20) + 4))
+    text = text.replace('    Option "NumHeads" "1"\n', '    Option "NumHeads" "1"\n    Option "StreamingVideo" "%s"\n'
+                        % ("filter" if streaming == "on" else "off"))
+    conf.write_text(text)
+    env = {**os.environ, "XSPICE_PORT": str(port), "XSPICE_ADDR": "127.0.0.1", "XSPICE_DISABLE_TICKETING": "1"}
+    xorg = work = None
+    try:
+        xorg = await asyncio.create_subprocess_exec(
+            "Xorg", "-config", str(conf), "-noreset", "-nolisten", "tcp", "-logfile", str(tmp / "Xorg.log"),
+            f":{n}", env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        if not await _listening(port, xorg):
+            return {"errors": ["Xspice did not listen"]}
+        xenv = {**os.environ, "DISPLAY": f":{n}", "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        work = await asyncio.create_subprocess_exec(sys.executable, "-m", "spice.display.xworkload", workload,
+                                                    env=xenv, stdout=asyncio.subprocess.DEVNULL)
+        await asyncio.sleep(1.0)
+        if work.returncode is not None:
+            return {"errors": [f"X client {workload} exited {work.returncode}"]}
+
+        def sample() -> tuple[float, int]:
+            cpu = wirebench.proc_cpu(xorg.pid)
+            with contextlib.suppress(OSError):
+                cpu += wirebench.proc_cpu(work.pid)
+            return cpu, 0
+
+        return await wirebench.probe(f"spice://127.0.0.1:{port}", seconds, sample,
+                                     extra=_probe_args(workload, warmup), timeout=seconds + 60)
+    finally:
+        await wirebench._stop(work)
+        await wirebench._stop(xorg)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(q * (len(v) - 1))))]
+
+
+def summarise(r: dict, seconds: float) -> dict:
+    """Per-10-s bytes and CPU, fps and latency percentiles from one probe result."""
+    sec = max(r.get("seconds") or seconds, 1e-9)
+    lat = r.get("latency_ms") or []
+    return {"kb10": sum(r.get("bytes", {}).values()) * 10 / sec / 1000,
+            "display_kb10": r.get("bytes", {}).get(wirebench.DISPLAY_CHANNEL, 0) * 10 / sec / 1000,
+            "cpu10": r.get("cpu", 0.0) * 10 / sec, "fps": (r.get("frames") or 0) / sec,
+            "p50": percentile(lat, 0.5), "p99": percentile(lat, 0.99), "n_lat": len(lat),
+            "misses": r.get("key_misses", 0)}
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or b <= 0:
+        return "-"
+    return f"{a / b:.2f}"
+
+
+def _fmt(v: float | None, spec: str) -> str:
+    return format("-", ">" + spec.split(".")[0]) if v is None else format(v, spec)
+
+
+def format_table(rows: list[tuple[str, str, dict | str]]) -> list[str]:
+    head = (f"{'workload':<17} {'server':<9} {'KB/10s':>9} {'CPU s/10s':>9} {'fps':>6} {'lat p50':>8} "
+            f"{'lat p99':>8}   {'bytes x':>7} {'CPU x':>6} {'fps x':>6} {'p50 x':>6} {'p99 x':>6}")
+    out = [head, "-" * len(head)]
+    by = {}
+    for wl, server, s in rows:
+        by.setdefault(wl, {})[server] = s
+    for wl, servers in by.items():
+        ref = servers.get("Xspice")
+        for server, s in servers.items():
+            if isinstance(s, str):
+                out.append(f"{wl:<17} {server:<9} error: {s}")
+                continue
+            line = (f"{wl:<17} {server:<9} {s['kb10']:9.1f} {s['cpu10']:9.3f} {s['fps']:6.1f} "
+                    f"{_fmt(s['p50'], '8.2f')} {_fmt(s['p99'], '8.2f')}")
+            if server == "aiospice" and isinstance(ref, dict):
+                line += (f"   {_ratio(s['kb10'], ref['kb10']):>7} {_ratio(s['cpu10'], ref['cpu10']):>6} "
+                         f"{_ratio(s['fps'], ref['fps']):>6} {_ratio(s['p50'], ref['p50']):>6} "
+                         f"{_ratio(s['p99'], ref['p99']):>6}")
+            out.append(line)
+    return out
+
+
+async def compare(workloads: list[str], width: int, height: int, seconds: float, streaming: str = "on",
+                  warmup: float = 1.5, echo=print) -> list[tuple[str, str, dict | str]]:
+    """Measure every workload on both servers; return (workload, server, summary-or-error) rows."""
+    rows: list[tuple[str, str, dict | str]] = []
+    have_x = wirebench.xspice_available()
+    for wl in workloads:
+        for server, fn in (("aiospice", measure_ours), ("Xspice", measure_xspice)):
+            if server == "Xspice" and not have_x:
+                rows.append((wl, server, "xserver-xspice not installed"))
+                continue
+            r = await fn(wl, width, height, seconds, streaming, warmup)
+            if r.get("errors"):
+                rows.append((wl, server, "; ".join(map(str, r["errors"]))))
+            else:
+                rows.append((wl, server, summarise(r, seconds)))
+            s = rows[-1][2]
+            echo(f"  measured {wl} on {server}: " + (s if isinstance(s, str) else
+                 f"{s['kb10']:.1f} KB/10s, {s['cpu10']:.3f} CPU s/10s, {s['fps']:.1f} fps"), flush=True)
+    return rows
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    w, h = (int(v) for v in args.size.lower().split("x"))
+    names = [x.strip() for x in args.workloads.split(",") if x.strip()]
+    bad = [x for x in names if x not in ALL_WORKLOADS]
+    if bad:
+        print(f"unknown workload(s): {', '.join(bad)} (choose from {', '.join(ALL_WORKLOADS)})", file=sys.stderr)
+        return 2
+    print(f"aiospice vs Xspice (libspice-server), {w}x{h}, {args.seconds:g} s windows, spice-gtk "
+          f"(SpiceClientGLib) client, streaming {args.streaming}; bytes = all channels, CPU = server process(es) "
+          "incl. the drawing client, latency in ms (echo: key press -> changed pixels)", flush=True)
+    rows = asyncio.run(compare(names, w, h, args.seconds, args.streaming, args.warmup))
+    print()
+    for line in format_table(rows):
+        print(line)
+    print("ratios are aiospice / Xspice (goal: bytes <= 0.7, CPU <= 1.0, fps >= 1.0, latency <= 1.0)")
+    return 1 if any(isinstance(s, str) for _, _, s in rows) else 0
