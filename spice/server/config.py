@@ -30,6 +30,10 @@ class ServerConfig:
     usb_channels: int = 0  # usbredir (spicevmc) channels offered, ids 0..N-1 (`serve` default 4)
     usbredir_listen: int | None = None  # plain usbredir (usb-guest) TCP port; 0 = any free port
     usb_filter: str | None = None  # usbredirfilter rules deciding which redirected devices are accepted
+    # display (engineer I): "auto" = each client's caps decide (lossless unless told), "mjpeg" = MJPEG streams
+    # for video areas to every client (libspice-server's default), "off" = never lossy; frame-rate cap per client
+    streaming: str = "auto"
+    max_fps: float | None = None
     extra: dict = field(default_factory=dict)
 
     def auth_error(self) -> str | None:

@@ -69,7 +69,12 @@ class SpiceServer:
             else:
                 # One DRAW_COPY per dirty rectangle, never cut into bands: spicy-screenshot (and
                 # spice-gtk's first display-invalidate) needs the first draw to be the whole screen.
-                self._pipeline = DisplayPipeline(self.guest, max_band_pixels=MAX_IMAGE_PIXELS)
+                self._pipeline = DisplayPipeline(self.guest, max_band_pixels=MAX_IMAGE_PIXELS,
+                                                 max_fps=self.config.max_fps or None)
+                if self.config.streaming == "mjpeg":  # video areas as MJPEG streams, stills lossless
+                    self._pipeline.lossy, self._pipeline.jpeg_stills = True, False
+                elif self.config.streaming == "off":
+                    self._pipeline.lossy, self._pipeline.streams = False, False
         return self._pipeline
 
     def set_password(self, password: str | None, expires_in: float | None = None) -> None:
