@@ -170,7 +170,8 @@ class DisplayClient:
         rects = exact if exact is not None else grid.rects(self._dirty & ~refresh)
         self._exact_ok = False
         bands = [(b, jpeg) for r in rects for b in p.bands(r)]
-        bands += [(b, False) for r in grid.rects(refresh) for b in p.bands(r)]
+        if refresh.any():
+            bands += [(b, False) for r in grid.rects(refresh) for b in p.bands(r)]
         self._dirty[:] = False
         self._refresh[:] = False
         for i, (band, lossy_ok) in enumerate(bands):
@@ -180,6 +181,17 @@ class DisplayClient:
                     if not rest_lossy and jpeg:
                         self._refresh[grid.outer(rest)] = True
                 break
+            if self._cache_limit and not lossy_ok and band.area >= CACHE_MIN_PIXELS:
+                image_id = p.content_id(band)  # the client may have it already: no encode at all
+                if image_id in self._cache:
+                    self._cache.move_to_end(image_id)
+                    p.stats.cache_hits += 1
+                    cmd = p.from_cache(band, image_id)
+                    if jpeg:
+                        self._lossy[grid.inner(band)] = False
+                    out.append(cmd)
+                    total += command_size(cmd)
+                    continue
             cmd = p.encode(band, self.caps, lossy_ok)
             if (self._cache_limit and isinstance(cmd, DrawCopy) and band.area >= CACHE_MIN_PIXELS
                     and cmd.image[8] != ImageType.JPEG):
@@ -620,6 +632,14 @@ class DisplayPipeline:
         h.update(np.ascontiguousarray(px).data)
         return int.from_bytes(h.digest(), "little") | 1
 
+    def content_id(self, rect: Rect) -> int:
+        """:meth:`_content_id` of ``rect`` in the current snapshot (computed once per frame)."""
+        key = (rect, "id")
+        hit = self._encoded.get(key)
+        if hit is None:
+            hit = self._encoded[key] = self._content_id(self._shot[rect.top:rect.bottom, rect.left:rect.right])
+        return hit  # type: ignore[return-value]
+
     def cache_me(self, cmd: DrawCopy) -> DrawCopy:
         """``cmd`` with the CACHE_ME descriptor flag (shared between clients)."""
         key = (cmd.rect, "cache_me", cmd.image[:9])
@@ -686,7 +706,7 @@ class DisplayPipeline:
             self.stats.shared += 1
             return cmd
         t0 = time.process_time()
-        image_id = self._content_id(px) if rect.area >= CACHE_MIN_PIXELS else next(self._ids)
+        image_id = self.content_id(rect) if rect.area >= CACHE_MIN_PIXELS else next(self._ids)
         if candidates == (ImageType.JPEG,):
             data = images.encode_jpeg(px, image_id, quality=JPEG_QUALITY)
         else:
