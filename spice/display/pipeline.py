@@ -50,7 +50,9 @@ FILL_CMD_BYTES = 41
 COPY_BITS_BYTES = 29
 DRAW_COPY_OVERHEAD = 57
 STREAM_DATA_OVERHEAD = 12
-STREAM_QUALITY = 70
+STREAM_QUALITY = 60  # MJPEG quality of small streams; big ones go lower (stream_quality)
+STREAM_QUALITY_BIG = 50  # from this many pixels (STREAM_BIG_PIXELS) on: ~35 KB per 1024x768 frame
+STREAM_BIG_PIXELS = 640 * 480
 MAX_EXACT_RECTS = 32  # a damage-only frame with at most this many changed boxes is sent box by box
 SMALL_BAND_PIXELS = 4096  # bands this small are encoded with every lossless type; the smallest wins
 JPEG_MIN_PIXELS = 16384  # lossy clients get photographic pieces at least this big as JPEG
@@ -72,6 +74,12 @@ class PipelineStats:
     cache_hits: int = 0
     stream_frames: int = 0
     by_type: dict[int, int] = field(default_factory=dict)
+
+
+def stream_quality(rect: Rect) -> int:
+    """MJPEG quality for a stream of this size (libspice-server's MJPEG encoder also runs at
+    quality 50-70 on a fast link; no adaptation to the client's reports yet)."""
+    return STREAM_QUALITY_BIG if rect.area >= STREAM_BIG_PIXELS else STREAM_QUALITY
 
 
 def command_size(cmd: DrawCommand) -> int:
@@ -615,7 +623,7 @@ class DisplayPipeline:
         if cmd is None:
             t0 = time.process_time()
             r = s.rect
-            data = images.jpeg_bytes(self._shot[r.top:r.bottom, r.left:r.right], STREAM_QUALITY)
+            data = images.jpeg_bytes(self._shot[r.top:r.bottom, r.left:r.right], stream_quality(r))
             self.stats.encode_seconds += time.process_time() - t0
             self.stats.stream_frames += 1
             cmd = StreamData(s.id, r, data, s.frame_time)

@@ -202,6 +202,8 @@ class Video(Workload):
 
 
 class VideoFullScreen(Video):
+    rate = 30.0  # the goal is >= 30 fps delivered: the source must offer that many
+
     def __init__(self, guest: BuiltinGuest) -> None:
         super().__init__(guest, None)
 

@@ -1,0 +1,34 @@
+"""``aiospice bench compare``, short: aiospice and Xspice measured side by side by the same spice-gtk
+client; prints the table (figures, no timed asserts)."""
+
+from __future__ import annotations
+
+import pytest
+
+from spice.display import compare, wirebench
+
+pytestmark = [pytest.mark.peer, pytest.mark.bench, pytest.mark.timeout(300)]
+
+
+@pytest.mark.skipif(not wirebench.xspice_available(), reason="xserver-xspice not installed")
+async def test_perf_compare_short_table():
+    rows = await compare.compare(["typing", "video-320x240", "echo"], 800, 600, 2.5, warmup=1.0)
+    print()
+    for line in compare.format_table(rows):
+        print(line)
+    got = {(wl, server): s for wl, server, s in rows}
+    assert all(isinstance(s, dict) for s in got.values()), got
+    for server in ("aiospice", "Xspice"):
+        assert got["typing", server]["display_kb10"] > 0  # both servers drew the typed text
+        assert got["video-320x240", server]["fps"] > 0
+        assert got["echo", server]["n_lat"] > 0, got["echo", server]  # key presses came back as pixels
+
+
+def test_perf_table_ratios():
+    a = {"kb10": 7.0, "display_kb10": 7.0, "cpu10": 0.2, "fps": 30.0, "p50": 1.0, "p99": 2.0, "n_lat": 3}
+    x = {"kb10": 10.0, "display_kb10": 10.0, "cpu10": 0.1, "fps": 30.0, "p50": 2.0, "p99": 2.0, "n_lat": 3}
+    lines = compare.format_table([("typing", "aiospice", a), ("typing", "Xspice", x), ("scroll", "Xspice", "boom")])
+    ours = next(line for line in lines if line.startswith("typing") and "aiospice" in line)
+    assert ours.split()[-5:] == ["0.70", "2.00", "1.00", "0.50", "1.00"]
+    assert any("error: boom" in line for line in lines)
+    assert compare.percentile([5.0, 1.0, 3.0], 0.5) == 3.0 and compare.percentile([], 0.5) is None
