@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import sys
 import time
 from pathlib import Path
@@ -34,6 +35,26 @@ from tests.peers.qemu_guest import QemuGuest, qemu_available  # noqa: E402
 pytestmark = [pytest.mark.bench, pytest.mark.peer, pytest.mark.timeout(1200)]
 MB = int(os.environ.get("AIOSPICE_BENCH_MB", "64"))
 MiB = 1 << 20
+
+
+async def _read_1mib(drive, index: int) -> None:
+    """One READ(10) of 1 MiB through the guest's BOT driver (the driver's own read_blocks splits
+    into 256 KiB commands)."""
+    n = MiB // drive.block_size
+    data = await drive.command(struct.pack(">BBIBHB", 0x28, 0, index * n, 0, n, 0), MiB)
+    assert len(data) == MiB
+
+
+async def _write_1mib(drive, index: int, chunk: bytes) -> None:
+    n = MiB // drive.block_size
+    await drive.command(struct.pack(">BBIBHB", 0x2A, 0, index * n, 0, n, 0), 0, chunk)
+
+
+async def _timed(n: int, op) -> float:
+    t = time.monotonic()
+    for i in range(n):
+        await op(i)
+    return n / (time.monotonic() - t)
 
 
 def _spice_qemu_args(port: int) -> list[str]:
@@ -57,15 +78,11 @@ async def _aiospice_stick(img: Path, res: dict) -> None:
             res["ready"] = time.monotonic() - t0
             per = MiB // drive.block_size
             chunk = bytes(MiB)
-            t = time.monotonic()
-            for i in range(MB):
-                await drive.write_blocks(i * per, chunk)
+            res["write"] = await _timed(MB, lambda i: _write_1mib(drive, i, chunk))
             await drive.sync()
-            res["write"] = MB / (time.monotonic() - t)
-            t = time.monotonic()
-            for i in range(MB):
-                await drive.read_blocks(i * per, per)
-            res["read"] = MB / (time.monotonic() - t)
+            res["read"] = await _timed(MB, lambda i: _read_1mib(drive, i))
+            res["write256"] = await _timed(MB, lambda i: drive.write_blocks(i * per, chunk))
+            res["read256"] = await _timed(MB, lambda i: drive.read_blocks(i * per, per))
 
 
 async def _qemu_stick(img: Path, res: dict) -> None:
@@ -96,10 +113,9 @@ async def _aiospice_cd(iso: Path, big: bytes, res: dict) -> None:
             port = next(iter(sub.volumes))
             drive = sub.info(port).driver
             per = MiB // drive.block_size
-            t = time.monotonic()
-            for i in range(MB):
-                await drive.read_blocks(i * per, per)
-            res["read"] = MB / (time.monotonic() - t)
+            # spice-gtk's emulated CD answers a bulk IN of more than ~256 KiB short (266224 bytes for
+            # 1 MiB; Linux never asks for more than 120 KiB): the driver's 256 KiB commands here
+            res["read"] = await _timed(MB, lambda i: drive.read_blocks(i * per, per))
             vol = sub.volume(port)
             names = {e.name.lower(): e.name for e in await vol.listdir("/")}
             res["hash_ok"] = sha256(await vol.read("/" + names["big.bin"])) == sha256(big)
@@ -152,15 +168,18 @@ async def test_bench_usb_aiospice_vs_qemu(tmp_path):
 
     a, q, ac, qc = results["a-stick"], results["q-stick"], results["a-cd"], results["q-cd"]
     accel = q.get("accel") or qc.get("accel") or "?"
-    lines = [f"USB redirection, {MB} MiB each way; QEMU 7.2 + libspice-server + Linux guest under {accel}",
+    lines = [f"USB redirection, {MB} MiB each way; QEMU 7.2 + libspice-server + Linux guest under {accel}; "
+             "aiospice guest: 1 MiB SCSI READ/WRITE(10) per command, Linux: dd bs=1M",
              f"  {'':44s} {'aiospice':>10s} {'QEMU':>10s}",
              f"  {'stick via usb share spice:// write MiB/s':44s} {f(a, 'write'):>10s} {f(q, 'write'):>10s}",
              f"  {'stick via usb share spice:// read MiB/s':44s} {f(a, 'read'):>10s} {f(q, 'read'):>10s}",
              f"  {'plug -> enumerated (s)':44s} {f(a, 'enum', '{:.2f}'):>10s} {f(q, 'enum', '{:.2f}'):>10s}",
              f"  {'plug -> block device ready (s)':44s} {f(a, 'ready', '{:.2f}'):>10s} {f(q, 'ready', '{:.2f}'):>10s}",
-             f"  {'spice-gtk shared CD read MiB/s':44s} {f(ac, 'read'):>10s} {f(qc, 'read'):>10s}",
+             f"  {'spice-gtk shared CD read MiB/s (256 KiB cmds)':44s} {f(ac, 'read'):>10s} {f(qc, 'read'):>10s}",
              f"  {'spice-gtk shared CD redirect -> readable (s)':44s} {f(ac, 'ready', '{:.2f}'):>10s} "
              f"{f(qc, 'ready', '{:.2f}'):>10s}",
+             f"  {'(aiospice, driver default 256 KiB commands)':44s}",
+             f"  {'  stick write / read MiB/s':44s} {f(a, 'write256')} / {f(a, 'read256')}",
              f"  {'shared CD file hash matches':44s} {str(ac.get('hash_ok', '-')):>10s} "
              f"{str(qc.get('hash_ok', '-')):>10s}"]
     print("\n" + "\n".join(lines))
