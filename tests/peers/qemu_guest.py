@@ -253,6 +253,17 @@ class QemuGuest:
         self.console = io.StringIO()   # everything the guest printed (for failure messages)
         self._buf = ""
         self._lock = asyncio.Lock()
+        # QEMU's own warnings go to a file, never into the serial stream: a warning printed in the
+        # middle of a console marker would otherwise make the marker unrecognisable.
+        self.stderr_log = tempfile.NamedTemporaryFile(prefix="qemu-stderr-", suffix=".log", delete=False)
+
+    def qemu_messages(self) -> str:
+        """What QEMU itself printed on stderr so far."""
+        try:
+            with open(self.stderr_log.name, errors="replace") as f:
+                return f.read()[-3000:]
+        except OSError:
+            return ""
 
     def command_line(self, initrd: str) -> list[str]:
         ver = kernel_version()
@@ -269,7 +280,7 @@ class QemuGuest:
         initrd = await asyncio.to_thread(build_initramfs)
         self.proc = await asyncio.create_subprocess_exec(
             *self.command_line(initrd), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT)
+            stderr=self.stderr_log)
         await self._read_until(READY, timeout)
 
     async def _read_until(self, marker: str | re.Pattern, timeout: float) -> re.Match | str:
@@ -290,7 +301,8 @@ class QemuGuest:
                     return m
             left = deadline - loop.time()
             if left <= 0:
-                raise TimeoutError(f"guest: no {marker!r} within {timeout}s; console:\n{self.console.getvalue()[-3000:]}")
+                raise TimeoutError(f"guest: no {marker!r} within {timeout}s; console:\n{self.console.getvalue()[-3000:]}"
+                                   f"\nQEMU stderr:\n{self.qemu_messages()}")
             try:
                 chunk = await asyncio.wait_for(self.proc.stdout.read(65536), left)
             except TimeoutError:
@@ -347,6 +359,9 @@ class QemuGuest:
                 proc.kill()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(proc.wait(), 30)
+        self.stderr_log.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.stderr_log.name)
 
     async def __aenter__(self) -> QemuGuest:
         await self.start()
