@@ -130,6 +130,7 @@ class UsbDevice(abc.ABC):
 
     async def reset(self) -> None:
         """Port reset: back to the default state (address 0, unconfigured)."""
+        return None
 
     async def set_configuration(self, value: int) -> Status:
         return (await self.control(SetupPacket(0x00, 0x09, value, 0, 0))).status
@@ -142,3 +143,4 @@ class UsbDevice(abc.ABC):
 
     async def close(self) -> None:
         """Release the device (flush images, release interfaces)."""
+        return None

@@ -153,9 +153,11 @@ class Guest(abc.ABC):
     # -- lifecycle
     async def start(self) -> None:
         """Start the guest's own activity (clock, workloads, devices)."""
+        return None
 
     async def stop(self) -> None:
         """Stop everything started by :meth:`start`."""
+        return None
 
     # -- display
     @property
