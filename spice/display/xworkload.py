@@ -26,6 +26,7 @@ WORKLOADS = ("idle-clock", "typing", "window-drag", "scroll", "video-320x240", "
              "photo-slideshow", "echo")
 RATES = {"idle-clock": 1.0, "typing": 10.0, "window-drag": 30.0, "scroll": 30.0, "video-320x240": 25.0,
          "video-1080p": 30.0, "many-small-fills": 30.0, "photo-slideshow": 0.5, "echo": 1.0}
+FONT_9X18 = "-misc-fixed-medium-r-normal--18-120-100-100-c-90-iso8859-1"  # Debian xfonts-base
 TEXT = ("echo the quick brown fox jumps over the lazy dog\n", "date\n", "uptime\n", "ls -l /usr/share\n")
 
 
@@ -48,7 +49,10 @@ def main(workload: str) -> int:
     sw, sh = screen.width_in_pixels, screen.height_in_pixels
     root.change_attributes(background_pixel=0x2E5C8A)
     root.clear_area()
-    font = d.open_font("fixed")
+    # 9x18: the built-in guest's character cell (falls back to the server's built-in 6x13 "fixed")
+    big = d.list_fonts(FONT_9X18, 1)
+    font = d.open_font(big[0] if big else "fixed")
+    cw, ch = (9, 18) if big else (6, 13)
 
     def window(x, y, w, h, bg):
         win = root.create_window(x, y, w, h, 0, screen.root_depth, X.InputOutput, X.CopyFromParent,
@@ -71,12 +75,11 @@ def main(workload: str) -> int:
         def step(n):
             pass
     elif workload == "echo":
-        return _echo(d, window, font, tick_clock)
+        return _echo(d, window, font, tick_clock, cw, ch)
     elif workload == "scroll":
         win = window(0, 24, sw, sh - 24, 0x101010)
         gc = win.create_gc(foreground=0xD0D0D0, background=0x101010, font=font)
         bg = win.create_gc(foreground=0x101010)
-        ch = 13
         rows = (sh - 24) // ch
         words = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt".split()
 
@@ -84,7 +87,7 @@ def main(workload: str) -> int:
             win.copy_area(gc, win, 0, ch, sw, (rows - 1) * ch, 0, 0)
             win.fill_rectangle(bg, 0, (rows - 1) * ch, sw, ch)
             line = f"{n:08d}  " + " ".join(words[(n * 7 + i) % len(words)] for i in range(4 + n % 9))
-            win.image_text(gc, 4, (rows - 1) * ch + 10, line.encode())
+            win.image_text(gc, 4, (rows - 1) * ch + ch - 4, line.encode())
     elif workload == "many-small-fills":
         win = window(0, 24, sw, sh - 24, 0)
         rng = np.random.default_rng(0)
@@ -120,7 +123,6 @@ def main(workload: str) -> int:
         bg = win.create_gc(foreground=0x101010)
         text = "".join(TEXT)
         pos = {"col": 0, "row": 0}
-        cw, ch = 6, 13
         rows = th // ch - 1
 
         def step(n):
@@ -134,7 +136,7 @@ def main(workload: str) -> int:
                     win.fill_rectangle(bg, 0, (rows - 1) * ch, tw, ch)
                 if c == "\n":
                     return
-            win.image_text(gc, pos["col"] * cw + 4, pos["row"] * ch + 11, c.encode())
+            win.image_text(gc, pos["col"] * cw + 4, pos["row"] * ch + ch - 3, c.encode())
             pos["col"] += 1
     elif workload == "window-drag":
         ww, wh = 340, 300
@@ -142,8 +144,8 @@ def main(workload: str) -> int:
         gc = win.create_gc(foreground=0x202020, background=0xF0F0F0, font=font)
 
         def draw():
-            for i in range(20):
-                win.image_text(gc, 8, 14 + 14 * i, f"device {i:2d}  usb 1-{i}  ready".encode())
+            for i in range(min(20, wh // ch - 1)):
+                win.image_text(gc, 8, ch + ch * i, f"device {i:2d}  usb 1-{i}  ready".encode())
 
         draw()
 
@@ -178,7 +180,7 @@ def main(workload: str) -> int:
         time.sleep(max(0.0, due - time.monotonic()))
 
 
-def _echo(d, window, font, tick_clock) -> int:
+def _echo(d, window, font, tick_clock, cw: int, ch: int) -> int:
     """Draw every key press at once (an xterm echoing keys), keep the clock ticking."""
     import select
 
@@ -191,7 +193,7 @@ def _echo(d, window, font, tick_clock) -> int:
     bg = win.create_gc(foreground=0x101010)
     win.set_input_focus(X.RevertToParent, X.CurrentTime)
     d.sync()
-    cols, rows, col, row = tw // 6 - 2, th // 13 - 1, 0, 0
+    cols, rows, col, row = tw // cw - 2, th // ch - 1, 0, 0
     fd = d.fileno()
     while True:
         tick_clock()
@@ -203,8 +205,8 @@ def _echo(d, window, font, tick_clock) -> int:
                 continue
             if col >= cols:
                 col, row = 0, (row + 1) % rows
-                win.fill_rectangle(bg, 0, row * 13, tw, 13)
-            win.image_text(gc, col * 6 + 4, row * 13 + 11, b"a")
+                win.fill_rectangle(bg, 0, row * ch, tw, ch)
+            win.image_text(gc, col * cw + 4, row * ch + ch - 3, b"a")
             col += 1
             d.flush()
 
