@@ -5,6 +5,7 @@ eject (fsck clean), a filtered device refused."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 
 import pytest
@@ -32,7 +33,8 @@ async def test_share_stick_over_spice(tmp_path):
     async with served_guest() as server:
         guest = server.guest
         port = server.ports["plain"]
-        async with Share(f"spice://127.0.0.1:{port}", "--storage", str(img)):
+        share = Share(f"spice://127.0.0.1:{port}", "--storage", str(img))
+        async with share:
             rows = await wait_until(lambda: usb_api(server) if server.usb.plugged else None)
             await wait_until(lambda: server.usb.subsystem.volumes, 30)
             rows = await usb_api(server)
@@ -55,13 +57,24 @@ async def test_share_stick_over_spice(tmp_path):
             out = await shell(guest, "write /NOTE.TXT written by the guest")
             out = await shell(guest, "cp /BLOB.BIN /COPY.BIN")
             assert f"copied {len(blob)} bytes" in "".join(out), out
+            # to the RAM folder and back under another name
+            assert f"copied {len(blob)} bytes" in "".join(await shell(guest, f"cp {usb_port}:/BLOB.BIN ram:/B.BIN"))
+            assert sha256(guest.ram_folder.files["B.BIN"]) == sha256(blob)
+            assert "B.BIN" in "".join(await shell(guest, "ls ram:/"))
+            assert f"copied {len(blob)} bytes" in "".join(await shell(guest, "cp ram:/B.BIN /FROMRAM.BIN"))
             out = await shell(guest, f"eject {usb_port}")
             assert "safe to remove" in "".join(out), out
             moved = (await usb_api(server))[0]["bytes"]
             assert moved > len(blob)
+        log = await share.stop()
+        # LZ4 both ways: the client compresses zero-filled sectors, the server FAT/zero writes
+        m = re.search(r"spicevmc messages: sent (\d+) data \+ (\d+) lz4, received (\d+) data \+ (\d+) lz4", log)
+        assert m, log
+        assert int(m.group(2)) > 0 and int(m.group(4)) > 0, m.group(0)
         await wait_until(lambda: not server.usb.plugged)
         assert await usb_api(server) == []
     assert fat_read(img, "NOTE.TXT") == b"written by the guest\n"
     assert sha256(fat_read(img, "COPY.BIN")) == sha256(blob)
+    assert sha256(fat_read(img, "FROMRAM.BIN")) == sha256(blob)
     ok, report = fsck_clean(img)
     assert ok, report

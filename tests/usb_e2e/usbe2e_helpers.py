@@ -68,6 +68,7 @@ class Share:
         self.args = list(args)
         self.password = password
         self.proc: asyncio.subprocess.Process | None = None
+        self.output: str | None = None
 
     async def start(self) -> Share:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -79,8 +80,10 @@ class Share:
         return self
 
     async def stop(self, timeout: float = 15) -> str:
-        """SIGINT (clean detach: images flushed), then the output."""
+        """SIGINT (clean detach: images flushed), then the output (kept: stop twice is fine)."""
         assert self.proc is not None
+        if self.output is not None:
+            return self.output
         if self.proc.returncode is None:
             self.proc.send_signal(signal.SIGINT)
         try:
@@ -88,7 +91,8 @@ class Share:
         except TimeoutError:
             self.proc.kill()
             out, _ = await self.proc.communicate()
-        return out.decode(errors="replace")
+        self.output = out.decode(errors="replace")
+        return self.output
 
     async def __aenter__(self) -> Share:
         return await self.start()

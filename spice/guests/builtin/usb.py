@@ -3,13 +3,15 @@
 
 ``attach_usb(guest, usb)`` installs the shell commands and the device panel
 (:func:`usbredir.guest.shellcmds.install`: ``lsusb``, ``ls``, ``cat``, ``cp``, ``write``, ``rm``,
-``eject``) and routes HID boot reports of redirected keyboards and mice into the guest like its own
+``eject``), adds a RAM folder ``ram:`` that ``ls``, ``cat``, ``cp`` and ``rm`` also reach
+(``cp 1.1:/A.TXT ram:/A.TXT``, ``cp ram:/A.TXT 1.1:/B.TXT``), and routes HID boot reports of redirected keyboards and mice into the guest like its own
 input: key usages become set-1 scancodes for ``guest.key_event``, mouse reports become
 ``pointer_motion`` / ``pointer_button``.  Returns a function that undoes all of it.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 from usbredir.guest.hid import HidBootDriver
@@ -100,9 +102,106 @@ class HidBridge:
                 self.guest.pointer_button(button, False, self.buttons)
 
 
+RAM_PREFIX = "ram:"
+RAM_LIMIT = 64 << 20  # bytes the RAM folder holds
+
+
+class RamFolder:
+    """A flat in-memory folder (the guest's RAM disk) reachable as ``ram:NAME`` in the shell."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+
+    @staticmethod
+    def name(spec: str) -> str:
+        name = spec[len(RAM_PREFIX):].strip("/")
+        if not name or "/" in name:
+            raise FileNotFoundError(f"{spec}: the RAM folder is flat (ram:/NAME)")
+        return name.upper()
+
+    def read(self, spec: str) -> bytes:
+        try:
+            return self.files[self.name(spec)]
+        except KeyError:
+            raise FileNotFoundError(f"{spec}: no such file") from None
+
+    def write(self, spec: str, data: bytes) -> None:
+        name = self.name(spec)
+        if sum(len(v) for k, v in self.files.items() if k != name) + len(data) > RAM_LIMIT:
+            raise OSError(f"RAM folder full ({RAM_LIMIT >> 20} MiB)")
+        self.files[name] = bytes(data)
+
+
+def _install_ram(guest, usb: UsbSubsystem, ram: RamFolder) -> Callable[[], None]:
+    """Wrap G's ls/cat/cp/rm so that ``ram:`` paths reach the RAM folder (others pass through)."""
+    shell = guest.shell
+    originals = {name: shell.commands[name] for name in ("ls", "cat", "cp", "rm") if name in shell.commands}
+
+    async def delegate(name: str, argv: list[str], out) -> None:
+        r = originals[name].handler(argv, out)
+        if inspect.isawaitable(r):
+            await r
+
+    def stick_spec(spec: str) -> tuple[str, str]:
+        port, sep, path = spec.partition(":")
+        if sep and port and port[0].isdigit():
+            return port, path or "/"
+        if not usb.volumes:
+            raise FileNotFoundError("no USB filesystem mounted")
+        return sorted(usb.volumes)[0], spec
+
+    async def read_any(spec: str) -> bytes:
+        if spec.startswith(RAM_PREFIX):
+            return ram.read(spec)
+        return await usb.read_file(*stick_spec(spec))
+
+    async def ls(argv, out):
+        if len(argv) > 1 and argv[1].startswith(RAM_PREFIX):
+            for name, data in sorted(ram.files.items()):
+                out(f"- {len(data):>8}  {name}")
+            return
+        await delegate("ls", argv, out)
+
+    async def cat(argv, out):
+        if len(argv) > 1 and argv[1].startswith(RAM_PREFIX):
+            for line in ram.read(argv[1]).decode("utf-8", "replace").splitlines()[:200]:
+                out(line)
+            return
+        await delegate("cat", argv, out)
+
+    async def cp(argv, out):
+        if len(argv) == 3 and any(a.startswith(RAM_PREFIX) for a in argv[1:]):
+            data = await read_any(argv[1])
+            if argv[2].startswith(RAM_PREFIX):
+                ram.write(argv[2], data)
+            else:
+                await usb.write_file(*stick_spec(argv[2]), data)
+            out(f"copied {len(data)} bytes")
+            return
+        await delegate("cp", argv, out)
+
+    async def rm(argv, out):
+        if len(argv) == 2 and argv[1].startswith(RAM_PREFIX):
+            ram.files.pop(ram.name(argv[1]), None)
+            return
+        await delegate("rm", argv, out)
+
+    wrappers = {"ls": ls, "cat": cat, "cp": cp, "rm": rm}
+    for name, cmd in originals.items():
+        shell.register(name, wrappers[name], cmd.help + " (ram:/NAME = the RAM folder)")
+
+    def uninstall() -> None:
+        for name, cmd in originals.items():
+            shell.register(name, cmd.handler, cmd.help)
+
+    return uninstall
+
+
 def attach_usb(guest, usb: UsbSubsystem) -> Callable[[], None]:
     """Shell commands, device panel and HID input for ``guest``; returns the uninstall function."""
     uninstall_shell = install(guest, usb)
+    guest.ram_folder = RamFolder()
+    uninstall_ram = _install_ram(guest, usb, guest.ram_folder)
     bridges: dict[str, HidBridge] = {}
 
     def on_event(what: str, info) -> None:
@@ -123,6 +222,7 @@ def attach_usb(guest, usb: UsbSubsystem) -> Callable[[], None]:
         for bridge in bridges.values():
             bridge.release()
         bridges.clear()
+        uninstall_ram()
         uninstall_shell()
 
     return uninstall
