@@ -100,3 +100,13 @@ async def test_spicegtk_shared_cd_into_builtin_guest(tmp_path):
                 sha256(files["hello.txt"])
             print(f"\nspice-gtk shared CD -> aiospice: mounted {mounted:.2f} s after redirect, "
                   f"{len(data) / secs / (1 << 20):.1f} MiB/s file read")
+
+
+@pytest.mark.skipif(not have_spice_glib(), reason="SpiceClientGLib missing")
+async def test_spicegtk_shared_cd_refused_by_filter(tmp_path):
+    iso = make_iso(tmp_path, {"a.txt": b"a\n"})
+    async with served_guest(usb_filter="0x08,-1,-1,-1,0|-1,-1,-1,-1,1") as server:  # no mass storage
+        async with GtkCd(server.ports["plain"], iso) as gtk:
+            err = await wait_until(lambda: gtk.saw("device-error"), 60)
+            assert "rejected" in err["error"], gtk.events  # spice-gtk got our filter_reject
+            assert not server.usb.plugged and not server.usb.subsystem.devices()
