@@ -7,6 +7,7 @@ COPY_BITS / SURFACE_* / INVAL_LIST and pulls new ones only while the ACK window 
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import time
 from collections import deque
@@ -42,6 +43,8 @@ class DisplayChannel(Channel):
     known_messages = frozenset(DisplayMsgc)
     #: bytes per take() from the pipeline (keeps one pull bounded; the window bounds the rest)
     take_bytes = 1 << 20
+    #: write new drawing from the wake-up itself when the socket is idle (see :meth:`wakeup`)
+    direct_write = True
 
     @classmethod
     def server_caps(cls, server) -> frozenset[int]:
@@ -51,6 +54,7 @@ class DisplayChannel(Channel):
         self.client: Any = None
         self.queue: deque[Any] = deque()
         self.marked = False
+        self._write_soon = False
         self.profile = client_profile(self.common_caps, self.client_caps, self.conn.transport)
         self.monitors = DisplayCap.MONITORS_CONFIG in self.client_caps
         # drawing starts when DISPLAY_INIT arrives (spice-server waits for it too)
@@ -84,6 +88,31 @@ class DisplayChannel(Channel):
         if self.monitors:
             self.send(DisplayMsg.MONITORS_CONFIG, pd.build_monitors_config(w, h))
         self.marked = False
+
+    def wakeup(self) -> None:
+        """New drawing: written by :meth:`_write_now` on the next loop turn when the socket is idle
+        (input-to-pixel latency: no trip through the connection's write task, which also paces
+        everything else); never re-entered from inside the pipeline's frame handling."""
+        if self.direct_write and not self._write_soon:
+            self._write_soon = True
+            asyncio.get_running_loop().call_soon(self._write_now)
+        self.conn.wakeup()
+
+    def _write_now(self) -> None:
+        self._write_soon = False
+        conn = self.conn
+        transport = getattr(conn.writer, "transport", None)
+        if (self.direct_write and self.marked and transport is not None and not transport.is_closing()
+                and transport.get_write_buffer_size() == 0 and not getattr(conn, "_closing", True)):
+            proto = conn.protocol
+            while proto.room > 0 and self.has_pending():
+                before = proto.queued
+                self.produce()
+                if proto.queued == before:
+                    break
+            data = proto.data_to_send()
+            if data:
+                conn.writer.write(data)  # the connection's writer: WebSocket framing, TLS
 
     def has_pending(self) -> bool:
         return bool(self.queue) or (self.client is not None and self.client.pending)

@@ -39,7 +39,7 @@ def encode_bitmap(pixels: np.ndarray, image_id: int = 0, flags: int = 0) -> byte
                      np.ascontiguousarray(pixels).tobytes()))
 
 
-LZ4_HC_MAX_PIXELS = 64 * 1024  # images up to this size use LZ4-HC level 4 (-23% bytes on text, ~1 ms)
+LZ4_HC_MAX_PIXELS = 16 * 1024  # images up to this size use LZ4-HC level 4 (-23% bytes on text, <= 0.6 ms)
 LZ4_HC_LEVEL = 4
 
 

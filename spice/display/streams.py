@@ -50,9 +50,12 @@ class VideoDetector:
 
     def update(self, changed: np.ndarray, now: float) -> Rect | None:
         """Account one frame's changed cells; return the bounding box of the hot cells, if big enough."""
-        recent = (now - self.last) < self.interval
-        self.hits = np.where(changed, np.where(recent, np.minimum(self.hits + 1, 60000), 1), self.hits)
-        self.last[changed] = now
+        idx = np.nonzero(changed)  # only the changed cells are touched (a typed key: a few cells)
+        hits = np.where((now - self.last[idx]) < self.interval, np.minimum(self.hits[idx] + 1, 60000), 1)
+        self.hits[idx] = hits
+        self.last[idx] = now
+        if not len(hits) or hits.max() < self.min_hits:
+            return None  # nothing hot changed in this frame (a running stream keeps its area meanwhile)
         hot = (self.hits >= self.min_hits) & ((now - self.last) < self.interval)
         if not hot.any():
             return None
