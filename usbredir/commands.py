@@ -39,7 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="a virtual USB stick on an image file")
     p.add_argument("--password", help="SPICE ticket (else --password-file or $AIOSPICE_PASSWORD)")
     p.add_argument("--password-file", metavar="FILE", help="read the SPICE ticket from FILE")
-    p.add_argument("--ca-file", metavar="PEM", help="CA for spice+tls:// (default: do not verify)")
+    p.add_argument("--ca-file", metavar="PEM", help="CA that signed the server certificate for spice+tls:// "
+                   "(default: the system's trusted CAs)")
+    p.add_argument("--insecure", action="store_true",
+                   help="spice+tls:// without verifying the server certificate (exposes the password)")
     p.add_argument("--type-text", metavar="TEXT", help="with --keyboard: type TEXT once the guest polls the keyboard")
     p.add_argument("--type-delay", metavar="SECONDS", type=float, default=1.0,
                    help="wait this long after the guest starts polling before typing (default 1)")

@@ -89,6 +89,10 @@ class StatusLine:
         if not self.quiet:
             print(("\r\x1b[K" if self.tty else "") + msg, file=sys.stderr, flush=True)
 
+    def error(self, msg: str) -> None:
+        """A failure: printed even with --quiet."""
+        print(("\r\x1b[K" if self.tty and not self.quiet else "") + msg, file=sys.stderr, flush=True)
+
     def render(self) -> str:
         now = time.monotonic()
         total = sum(h.stats.bytes_to_guest + h.stats.bytes_from_guest for h in self.hosts)
@@ -203,7 +207,8 @@ async def share(args: argparse.Namespace, stop: asyncio.Event | None = None) -> 
             from usbredir.spice_client import share_spice
 
             return await share_spice(args.target, devices, read_password(args), stop, status,
-                                     ca_file=getattr(args, "ca_file", None))
+                                     ca_file=getattr(args, "ca_file", None),
+                                     insecure=getattr(args, "insecure", False))
         if len(devices) != 1:
             print("aiospice usb share: --to/--listen carry exactly one device", file=sys.stderr)
             return 2

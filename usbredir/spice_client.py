@@ -179,9 +179,10 @@ def parse_target(target: str) -> tuple[str, int, bool]:
     return u.hostname, u.port, u.scheme == "spice+tls"
 
 
-def tls_context(ca_file: str | None) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    if not ca_file:
+def tls_context(ca_file: str | None, insecure: bool = False) -> ssl.SSLContext:
+    """Verify the server against ``ca_file`` (else the system CAs); ``insecure`` skips verification."""
+    ctx = ssl.create_default_context(cafile=ca_file)
+    if insecure:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
@@ -297,18 +298,18 @@ async def serve_vmc(device: UsbDevice, conn: SpiceConnection, lz4_ok: bool, stop
 
 
 async def share_spice(target: str, devices: list[UsbDevice], password: str | None, stop: asyncio.Event,
-                      status, ca_file: str | None = None) -> int:
+                      status, ca_file: str | None = None, insecure: bool = False) -> int:
     """``aiospice usb share spice://...``: returns an exit code."""
     host, port, use_tls = parse_target(target)
-    session = SpiceUsbSession(host, port, tls_context(ca_file) if use_tls else None, password or "")
+    session = SpiceUsbSession(host, port, tls_context(ca_file, insecure) if use_tls else None, password or "")
     try:
         await session.connect()
     except (SpiceError, OSError, TimeoutError) as exc:
-        status.event(f"SPICE connection to {target} failed: {exc}")
+        status.error(f"SPICE connection to {target} failed: {exc}")
         return 1
     status.event(f"SPICE session {session.session_id:#x}: usbredir channels {session.usbredir_ids}")
     if len(session.usbredir_ids) < len(devices):
-        status.event(f"the server offers {len(session.usbredir_ids)} usbredir channel(s) for {len(devices)} device(s)")
+        status.error(f"the server offers {len(session.usbredir_ids)} usbredir channel(s) for {len(devices)} device(s)")
         session.close()
         return 1
     try:
@@ -327,7 +328,7 @@ async def share_spice(target: str, devices: list[UsbDevice], password: str | Non
         main_gone.cancel()
         return 0
     except (SpiceError, OSError) as exc:
-        status.event(f"SPICE error: {exc}")
+        status.error(f"SPICE error: {exc}")
         return 1
     finally:
         session.close()
