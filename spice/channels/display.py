@@ -29,6 +29,13 @@ from spice.server.session import client_profile
 from .base import Channel, ChannelError, log
 
 INVAL_ENTRY = struct.Struct("<BQ")
+#: STREAM_ACTIVATE_REPORT (spice.md §6.10): stream_id, unique_id, max_window_size, timeout_ms
+STREAM_ACTIVATE_REPORT = 319
+ACTIVATE_REPORT = struct.Struct("<IIII")
+#: STREAM_REPORT (client): stream_id, unique_id, start/end mm time, num_frames, num_drops, last_frame_delay,
+#: audio_delay
+STREAM_REPORT = struct.Struct("<IIIIIIiI")
+REPORT_WINDOW, REPORT_TIMEOUT_MS = 5, 1000  # what libspice-server asks for
 #: stream frames are stamped this far ahead of the client's multimedia clock (spice.md §5.8): spice-gtk drops
 #: a frame that is decoded after its stamp; 30 ms lost a third of full-screen frames on a busy host
 #: (libspice-server keeps a larger margin, up to 400 ms)
@@ -48,13 +55,17 @@ class DisplayChannel(Channel):
 
     @classmethod
     def server_caps(cls, server) -> frozenset[int]:
-        return frozenset({DisplayCap.MONITORS_CONFIG})
+        return frozenset({DisplayCap.MONITORS_CONFIG, DisplayCap.STREAM_REPORT})
 
     def start(self) -> None:
         self.client: Any = None
         self.queue: deque[Any] = deque()
         self.marked = False
         self._write_soon = False
+        self.reports = DisplayCap.STREAM_REPORT in self.client_caps
+        self._report_ids: dict[int, int] = {}  # stream id -> unique id of the report we activated
+        self._unique = 0
+        self.stream_reports = 0
         self.profile = client_profile(self.common_caps, self.client_caps, self.conn.transport)
         self.monitors = DisplayCap.MONITORS_CONFIG in self.client_caps
         # drawing starts when DISPLAY_INIT arrives (spice-server waits for it too)
@@ -76,8 +87,14 @@ class DisplayChannel(Channel):
             self._create_surface(w, h, destroy=False)
             self.client = self.server.display_pipeline.attach(caps, self.wakeup)
             log.info("%s: display client %s, lossless %s", self.conn.name, self.profile, caps.lossless_type.name)
+        elif msg.type == DisplayMsgc.STREAM_REPORT:
+            self.check_size(msg, STREAM_REPORT.size)
+            sid, uid, _, _, frames, drops, delay, _ = STREAM_REPORT.unpack_from(msg.body)
+            if self.client is not None and self._report_ids.get(sid) == uid:  # else: an old stream's report
+                self.stream_reports += 1
+                self.client.stream_report(frames, drops, delay)
         elif msg.type in DisplayMsgc:
-            pass  # STREAM_REPORT / preferences: only sent after caps we do not announce (4, 6, 12)
+            pass  # preferences: only sent after caps we do not announce (6, 12)
         else:  # pragma: no cover - filtered by known_messages
             raise ChannelError(f"unknown display message {msg.type}")
 
@@ -157,8 +174,14 @@ class DisplayChannel(Channel):
             r = cmd.rect
             self.send(DisplayMsg.STREAM_CREATE, pd.build_stream_create(cmd.stream_id, r.left, r.top, r.right,
                                                                        r.bottom))
+            if self.reports:
+                self._unique = (self._unique + 1) & 0xFFFFFFFF
+                self._report_ids[cmd.stream_id] = self._unique
+                self.send(STREAM_ACTIVATE_REPORT, ACTIVATE_REPORT.pack(cmd.stream_id, self._unique, REPORT_WINDOW,
+                                                                       REPORT_TIMEOUT_MS))
         elif isinstance(cmd, StreamDestroy):
             self.send(DisplayMsg.STREAM_DESTROY, struct.pack("<I", cmd.stream_id))
+            self._report_ids.pop(cmd.stream_id, None)
         elif isinstance(cmd, InvalList):
             body = struct.pack("<H", len(cmd.ids)) + b"".join(INVAL_ENTRY.pack(1, i) for i in cmd.ids)
             self.send(DisplayMsg.INVAL_LIST, body)

@@ -42,6 +42,8 @@ def register(sub) -> None:
     c.add_argument("--workloads", default=",".join(ALL_WORKLOADS), help="comma-separated workload names")
     c.add_argument("--streaming", choices=("on", "off"), default="on",
                    help="video streaming on both servers (on: aiospice --streaming mjpeg / Xspice 'filter')")
+    c.add_argument("--ours-streaming", choices=("mjpeg", "lossy", "off"), default=None,
+                   help="override aiospice's --streaming (e.g. lossy: photographic stills as JPEG too)")
     c.add_argument("--warmup", type=float, default=1.5, help="seconds after MARK before measuring")
     c.set_defaults(func=run_compare)
 
@@ -72,7 +74,7 @@ async def measure_ours(workload: str, width: int, height: int, seconds: float, s
     port = wirebench.free_port()
     cmd = [sys.executable, "-m", "spice.cli", "serve", "--port", str(port), "--disable-ticketing",
            "--size", f"{width}x{height}", "--log-level", "warning",
-           "--streaming", "mjpeg" if streaming == "on" else "off"]
+           "--streaming", {"on": "mjpeg", "off": "off"}.get(streaming, streaming)]
     if workload != "echo":
         cmd += ["--workload", workload]
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
@@ -181,7 +183,7 @@ def format_table(rows: list[tuple[str, str, dict | str]]) -> list[str]:
 
 
 async def compare(workloads: list[str], width: int, height: int, seconds: float, streaming: str = "on",
-                  warmup: float = 1.5, echo=print) -> list[tuple[str, str, dict | str]]:
+                  warmup: float = 1.5, echo=print, ours_streaming: str | None = None) -> list[tuple[str, str, dict | str]]:
     """Measure every workload on both servers; return (workload, server, summary-or-error) rows."""
     rows: list[tuple[str, str, dict | str]] = []
     have_x = wirebench.xspice_available()
@@ -190,7 +192,8 @@ async def compare(workloads: list[str], width: int, height: int, seconds: float,
             if server == "Xspice" and not have_x:
                 rows.append((wl, server, "xserver-xspice not installed"))
                 continue
-            r = await fn(wl, width, height, seconds, streaming, warmup)
+            mode = ours_streaming if server == "aiospice" and ours_streaming else streaming
+            r = await fn(wl, width, height, seconds, mode, warmup)
             if r.get("errors"):
                 rows.append((wl, server, "; ".join(map(str, r["errors"]))))
             else:
@@ -209,9 +212,11 @@ def run_compare(args: argparse.Namespace) -> int:
         print(f"unknown workload(s): {', '.join(bad)} (choose from {', '.join(ALL_WORKLOADS)})", file=sys.stderr)
         return 2
     print(f"aiospice vs Xspice (libspice-server), {w}x{h}, {args.seconds:g} s windows, spice-gtk "
-          f"(SpiceClientGLib) client, streaming {args.streaming}; bytes = all channels, CPU = server process(es) "
+          f"(SpiceClientGLib) client, streaming {args.streaming}"
+          + (f" (aiospice --streaming {args.ours_streaming})" if args.ours_streaming else "") + "; bytes = all channels, CPU = server process(es) "
           "incl. the drawing client, latency in ms (echo: key press -> changed pixels)", flush=True)
-    rows = asyncio.run(compare(names, w, h, args.seconds, args.streaming, args.warmup))
+    rows = asyncio.run(compare(names, w, h, args.seconds, args.streaming, args.warmup,
+                               ours_streaming=args.ours_streaming))
     print()
     for line in format_table(rows):
         print(line)

@@ -60,6 +60,10 @@ JPEG_QUALITY = 80
 CACHE_MIN_PIXELS = 256  # lossless images at least this big go through the client's pixmap cache
 CACHE_LIMIT_PIXELS = 8 << 20  # at most this much of a client's pixmap cache is used (32 MiB of BGRX)
 REFRESH_DELAY = 3.0  # lossy (JPEG) areas are redrawn losslessly after this long without change
+STREAM_QUALITY_STEP = 10  # stream adaptation: quality moves by this much per report
+STREAM_QUALITY_MIN = 20
+STREAM_MAX_INTERVAL = 0.2  # adaptation never goes below 5 stream frames per second
+STREAM_BAD_DROPS = 0.1  # a report with more than this share of dropped frames means "too much"
 
 
 @dataclass
@@ -124,6 +128,12 @@ class DisplayClient:
         self._wake_handle: asyncio.TimerHandle | None = None
         self.taken_serial = 0
         self.bytes_taken = 0
+        # stream adaptation (STREAM_REPORT): quality levels below the default, frame interval, verdict run
+        self.streams_refused = False  # the client said it cannot decode our streams
+        self.stream_quality_drop = 0
+        self.stream_interval = 0.0
+        self._good_reports = 0
+        self._last_stream_frame = -1e9
 
     @property
     def lossy_allowed(self) -> bool:
@@ -131,7 +141,7 @@ class DisplayClient:
 
     @property
     def streams_allowed(self) -> bool:
-        return self.lossy_allowed and self.caps.mjpeg
+        return self.lossy_allowed and self.caps.mjpeg and not self.streams_refused
 
     @property
     def jpeg_allowed(self) -> bool:
@@ -167,9 +177,12 @@ class DisplayClient:
         s = self._stream
         if s is not None:
             self._dirty[s.cells] = False
-            if s.frame_serial > self._stream_serial:
-                out.append(p.stream_frame(s))
+            now = time.monotonic()
+            if s.frame_serial > self._stream_serial and now - self._last_stream_frame >= self.stream_interval:
+                quality = max(STREAM_QUALITY_MIN, stream_quality(s.rect) - self.stream_quality_drop)
+                out.append(p.stream_frame(s, quality))
                 self._stream_serial = s.frame_serial
+                self._last_stream_frame = now
         total = sum(command_size(c) for c in out)
         grid = p.grid
         jpeg = self.jpeg_allowed
@@ -240,6 +253,34 @@ class DisplayClient:
         self._cache[image_id] = area
         self._cache_used += area
         return p.cache_me(cmd)
+
+    def stream_report(self, num_frames: int, num_drops: int, last_frame_delay: int) -> None:
+        """Adapt to a STREAM_REPORT: dropped or late frames lower the MJPEG quality, then the frame
+        rate; two good reports in a row win back a step (frame rate first).  ``num_frames == 0``
+        with ``num_drops == 0xFFFFFFFF`` means the client cannot decode the stream: no more streams."""
+        if num_frames == 0 and num_drops == 0xFFFFFFFF:
+            self.streams_refused = True
+            s = self._stream
+            if s is not None:
+                self._leave(s)
+                self._notify()
+            return
+        total = num_frames + num_drops
+        if (total and num_drops / total > STREAM_BAD_DROPS) or last_frame_delay < 0:
+            self._good_reports = 0
+            top = max(0, STREAM_QUALITY - STREAM_QUALITY_MIN)
+            if self.stream_quality_drop < top:
+                self.stream_quality_drop += STREAM_QUALITY_STEP
+            else:
+                self.stream_interval = min(STREAM_MAX_INTERVAL, max(1 / 30, 2 * self.stream_interval))
+            return
+        self._good_reports += 1
+        if self._good_reports >= 2:
+            self._good_reports = 0
+            if self.stream_interval:
+                self.stream_interval = 0.0 if self.stream_interval <= 1 / 30 else self.stream_interval / 2
+            elif self.stream_quality_drop:
+                self.stream_quality_drop -= STREAM_QUALITY_STEP
 
     def detach(self) -> None:
         if self._wake_handle is not None:
@@ -616,14 +657,15 @@ class DisplayPipeline:
         if s is not None and now - s.last_change > self.stream_idle:
             self._end_stream()
 
-    def stream_frame(self, s: VideoStream) -> StreamData:
-        """The latest frame of ``s`` as one JPEG (encoded once per frame, shared)."""
-        key = ("stream", s.id, s.frame_serial)
+    def stream_frame(self, s: VideoStream, quality: int | None = None) -> StreamData:
+        """The latest frame of ``s`` as one JPEG (encoded once per frame and quality, shared)."""
+        quality = stream_quality(s.rect) if quality is None else quality
+        key = ("stream", s.id, s.frame_serial, quality)
         cmd = self._encoded.get(key)
         if cmd is None:
             t0 = time.process_time()
             r = s.rect
-            data = images.jpeg_bytes(self._shot[r.top:r.bottom, r.left:r.right], stream_quality(r))
+            data = images.jpeg_bytes(self._shot[r.top:r.bottom, r.left:r.right], quality)
             self.stats.encode_seconds += time.process_time() - t0
             self.stats.stream_frames += 1
             cmd = StreamData(s.id, r, data, s.frame_time)

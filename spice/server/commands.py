@@ -78,9 +78,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also accept WebSocket connections from pages of this origin, e.g. http://host:8080 "
                         "(repeatable; the server's own origin is always accepted)")
     # (display, engineer I)
-    p.add_argument("--streaming", choices=("mjpeg", "off", "auto"), default="mjpeg",
-                   help="video areas as MJPEG streams (mjpeg, default, as libspice-server), never lossy (off), "
-                        "or as each client's caps say (auto)")
+    p.add_argument("--streaming", choices=("mjpeg", "lossy", "off", "auto"), default="mjpeg",
+                   help="video areas as MJPEG streams (mjpeg, default, as libspice-server), also photographic stills "
+                        "as JPEG until they stay still (lossy), never lossy (off), or as each client's caps say (auto)")
     p.add_argument("--max-fps", type=float, default=None, metavar="FPS", help="cap display updates per client")
     p.set_defaults(func=serve)
 

@@ -31,7 +31,8 @@ class ServerConfig:
     usbredir_listen: int | None = None  # plain usbredir (usb-guest) TCP port; 0 = any free port
     usb_filter: str | None = None  # usbredirfilter rules deciding which redirected devices are accepted
     # display (engineer I): "auto" = each client's caps decide (lossless unless told), "mjpeg" = MJPEG streams
-    # for video areas to every client (libspice-server's default), "off" = never lossy; frame-rate cap per client
+    # for video areas to every client (libspice-server's default), "lossy" = that + photographic stills as JPEG
+    # with a lossless refresh once still, "off" = never lossy; frame-rate cap per client
     streaming: str = "auto"
     max_fps: float | None = None
     extra: dict = field(default_factory=dict)

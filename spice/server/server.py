@@ -71,8 +71,9 @@ class SpiceServer:
                 # spice-gtk's first display-invalidate) needs the first draw to be the whole screen.
                 self._pipeline = DisplayPipeline(self.guest, max_band_pixels=MAX_IMAGE_PIXELS,
                                                  max_fps=self.config.max_fps or None)
-                if self.config.streaming == "mjpeg":  # video areas as MJPEG streams, stills lossless
-                    self._pipeline.lossy, self._pipeline.jpeg_stills = True, False
+                if self.config.streaming in ("mjpeg", "lossy"):  # video areas as MJPEG streams
+                    self._pipeline.lossy = True
+                    self._pipeline.jpeg_stills = self.config.streaming == "lossy"  # + JPEG stills, refreshed
                 elif self.config.streaming == "off":
                     self._pipeline.lossy, self._pipeline.streams = False, False
         return self._pipeline
