@@ -107,12 +107,15 @@ class DisplayChannel(Channel):
         self.marked = False
 
     def wakeup(self) -> None:
-        """New drawing: written by :meth:`_write_now` on the next loop turn when the socket is idle
-        (input-to-pixel latency: no trip through the connection's write task, which also paces
-        everything else); never re-entered from inside the pipeline's frame handling."""
+        """New drawing: written by :meth:`_write_now` when the socket is idle — right after the
+        pipeline absorbed the guest's frame, or on the next loop turn (input-to-pixel latency: no trip
+        through the connection's write task, which still paces everything else); never from inside
+        the pipeline's frame handling."""
         if self.direct_write and not self._write_soon:
             self._write_soon = True
-            asyncio.get_running_loop().call_soon(self._write_now)
+            after_frame = getattr(self.server.display_pipeline, "after_frame", None)
+            if after_frame is None or not after_frame(self._write_now):  # not inside a guest frame
+                asyncio.get_running_loop().call_soon(self._write_now)
         self.conn.wakeup()
 
     def _write_now(self) -> None:

@@ -60,6 +60,7 @@ JPEG_QUALITY = 80
 CACHE_MIN_PIXELS = 256  # lossless images at least this big go through the client's pixmap cache
 CACHE_LIMIT_PIXELS = 8 << 20  # at most this much of a client's pixmap cache is used (32 MiB of BGRX)
 REFRESH_DELAY = 3.0  # lossy (JPEG) areas are redrawn losslessly after this long without change
+NOT_VIDEO_RECHECK = 1.0  # a busy area that is not photographic is looked at again after this long
 STREAM_QUALITY_STEP = 10  # stream adaptation: quality moves by this much per report
 STREAM_QUALITY_MIN = 20
 STREAM_MAX_INTERVAL = 0.2  # adaptation never goes below 5 stream frames per second
@@ -451,6 +452,8 @@ class DisplayPipeline:
         self._stream_ids = itertools.count(0)
         self._stream: VideoStream | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._in_frame = False
+        self._after: list[Callable[[], None]] = []
         self.serial = guest.frame_serial
         self._set_geometry()
         self._listener = GuestListener(on_frame=self._on_frame, on_resize=self._on_resize)
@@ -491,6 +494,7 @@ class DisplayPipeline:
         h, w = fb.shape[:2]
         self.grid = CellGrid(w, h, self.cell)
         self._detector = VideoDetector(self.grid)
+        self._not_video: tuple[Rect, float] | None = None
         self._stream = None
         self._exact = None
         self._encoded.clear()
@@ -501,7 +505,25 @@ class DisplayPipeline:
             c._reset()
             c._notify()
 
+    def after_frame(self, fn: Callable[[], None]) -> bool:
+        """Run ``fn`` as soon as the frame being handled is absorbed by every client (a consumer that
+        wants to take at once, without re-entering the pipeline); False when no frame is being handled."""
+        if not self._in_frame:
+            return False
+        self._after.append(fn)
+        return True
+
     def _on_frame(self, frame: Frame) -> None:
+        self._in_frame = True
+        try:
+            self._handle_frame(frame)
+        finally:
+            self._in_frame = False
+            after, self._after = self._after, []
+            for fn in after:
+                fn()
+
+    def _handle_frame(self, frame: Frame) -> None:
         fb = self.guest.framebuffer
         if fb.shape != self._shot.shape:
             self.serial = frame.serial
@@ -609,8 +631,13 @@ class DisplayPipeline:
                 self._end_stream()
                 s = None
         if s is None and hot is not None:
+            rejected = self._not_video
+            if rejected is not None and rejected[0] == hot and now < rejected[1]:
+                return  # judged not photographic a moment ago (scrolling text): do not look again
             if looks_photographic(self._shot[hot.top:hot.bottom, hot.left:hot.right]):
                 self._start_stream(hot, serial, now)
+            else:
+                self._not_video = (hot, now + NOT_VIDEO_RECHECK)
 
     def _start_stream(self, rect: Rect, serial: int, now: float) -> None:
         s = VideoStream(next(self._stream_ids) % MAX_STREAMS, rect, self.grid.outer(rect), serial, now, now)
