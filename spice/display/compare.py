@@ -45,6 +45,8 @@ def register(sub) -> None:
     c.add_argument("--ours-streaming", choices=("mjpeg", "lossy", "off"), default=None,
                    help="override aiospice's --streaming (e.g. lossy: photographic stills as JPEG too)")
     c.add_argument("--warmup", type=float, default=1.5, help="seconds after MARK before measuring")
+    c.add_argument("--browser", action="store_true",
+                   help="add echo-browser: key latency in Chromium, our web client vs spice-html5 on Xspice")
     c.set_defaults(func=run_compare)
 
 
@@ -68,8 +70,20 @@ def _probe_args(workload: str, warmup: float) -> list[str]:
     return args
 
 
+async def _browser(fn, port: int, seconds: float, sample) -> dict:
+    """Chromium key latency (``browserbench``), with the server CPU sampled around it."""
+    cpu0 = sample()[0]
+    t0 = time.monotonic()
+    try:
+        r = await asyncio.wait_for(fn(port, seconds), seconds + 90)
+    except Exception as err:  # playwright / browser failures are reported in the table
+        return {"errors": [f"browser: {type(err).__name__}: {err}"[:200]]}
+    r.update(cpu=sample()[0] - cpu0, seconds=time.monotonic() - t0, bytes={}, frames=0)
+    return r
+
+
 async def measure_ours(workload: str, width: int, height: int, seconds: float, streaming: str = "on",
-                       warmup: float = 1.5) -> dict:
+                       warmup: float = 1.5, browser: bool = False) -> dict:
     """``aiospice serve`` in its own process, measured by the probe viewer."""
     port = wirebench.free_port()
     cmd = [sys.executable, "-m", "spice.cli", "serve", "--port", str(port), "--disable-ticketing",
@@ -84,14 +98,19 @@ async def measure_ours(workload: str, width: int, height: int, seconds: float, s
         if not await _listening(port, proc):
             err = (await proc.stderr.read()).decode(errors="replace")[-300:] if proc.returncode is not None else ""
             return {"errors": [f"aiospice did not listen {err}".strip()]}
-        return await wirebench.probe(f"spice://127.0.0.1:{port}", seconds, lambda: (wirebench.proc_cpu(proc.pid), 0),
+        sample = lambda: (wirebench.proc_cpu(proc.pid), 0)  # noqa: E731
+        if browser:
+            from spice.display import browserbench
+
+            return await _browser(browserbench.ours, port, seconds, sample)
+        return await wirebench.probe(f"spice://127.0.0.1:{port}", seconds, sample,
                                      extra=_probe_args(workload, warmup), timeout=seconds + 60)
     finally:
         await wirebench._stop(proc)
 
 
 async def measure_xspice(workload: str, width: int, height: int, seconds: float, streaming: str = "on",
-                         warmup: float = 1.5) -> dict:
+                         warmup: float = 1.5, browser: bool = False) -> dict:
     """Xorg + spiceqxl with the X11 scene; CPU = Xorg + the X client."""
     port = wirebench.free_port()
     n = next(i for i in range(150, 250) if not os.path.exists(f"/tmp/.X11-unix/X{i}")
@@ -123,6 +142,10 @@ async def measure_xspice(workload: str, width: int, height: int, seconds: float,
                 cpu += wirebench.proc_cpu(work.pid)
             return cpu, 0
 
+        if browser:
+            from spice.display import browserbench
+
+            return await _browser(browserbench.html5, port, seconds, sample)
         return await wirebench.probe(f"spice://127.0.0.1:{port}", seconds, sample,
                                      extra=_probe_args(workload, warmup), timeout=seconds + 60)
     finally:
@@ -183,23 +206,29 @@ def format_table(rows: list[tuple[str, str, dict | str]]) -> list[str]:
 
 
 async def compare(workloads: list[str], width: int, height: int, seconds: float, streaming: str = "on",
-                  warmup: float = 1.5, echo=print, ours_streaming: str | None = None) -> list[tuple[str, str, dict | str]]:
-    """Measure every workload on both servers; return (workload, server, summary-or-error) rows."""
+                  warmup: float = 1.5, echo=print, ours_streaming: str | None = None,
+                  browser: bool = False) -> list[tuple[str, str, dict | str]]:
+    """Measure every workload on both servers; return (workload, server, summary-or-error) rows.
+
+    ``browser``: one more row, ``echo-browser``: key latency in Chromium, our web client on aiospice
+    against spice-html5 on Xspice."""
     rows: list[tuple[str, str, dict | str]] = []
     have_x = wirebench.xspice_available()
-    for wl in workloads:
+    runs = [(wl, False) for wl in workloads] + ([("echo", True)] if browser else [])
+    for wl, in_browser in runs:
+        label = "echo-browser" if in_browser else wl
         for server, fn in (("aiospice", measure_ours), ("Xspice", measure_xspice)):
             if server == "Xspice" and not have_x:
-                rows.append((wl, server, "xserver-xspice not installed"))
+                rows.append((label, server, "xserver-xspice not installed"))
                 continue
             mode = ours_streaming if server == "aiospice" and ours_streaming else streaming
-            r = await fn(wl, width, height, seconds, mode, warmup)
+            r = await fn(wl, width, height, seconds, mode, warmup, browser=in_browser)
             if r.get("errors"):
-                rows.append((wl, server, "; ".join(map(str, r["errors"]))))
+                rows.append((label, server, "; ".join(map(str, r["errors"]))))
             else:
-                rows.append((wl, server, summarise(r, seconds)))
+                rows.append((label, server, summarise(r, seconds)))
             s = rows[-1][2]
-            echo(f"  measured {wl} on {server}: " + (s if isinstance(s, str) else
+            echo(f"  measured {label} on {server}: " + (s if isinstance(s, str) else
                  f"{s['kb10']:.1f} KB/10s, {s['cpu10']:.3f} CPU s/10s, {s['fps']:.1f} fps"), flush=True)
     return rows
 
@@ -216,7 +245,7 @@ def run_compare(args: argparse.Namespace) -> int:
           + (f" (aiospice --streaming {args.ours_streaming})" if args.ours_streaming else "") + "; bytes = all channels, CPU = server process(es) "
           "incl. the drawing client, latency in ms (echo: key press -> changed pixels)", flush=True)
     rows = asyncio.run(compare(names, w, h, args.seconds, args.streaming, args.warmup,
-                               ours_streaming=args.ours_streaming))
+                               ours_streaming=args.ours_streaming, browser=args.browser))
     print()
     for line in format_table(rows):
         print(line)
