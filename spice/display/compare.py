@@ -13,7 +13,11 @@ for ``--seconds``:
 * latency (the ``echo`` row): key press on the inputs channel -> first changed pixels in the client's
   framebuffer, p50 / p99 (aiospice's built-in terminal vs an X window that draws each key press).
 
+* ``--browser`` adds ``echo-browser``: the same key latency in headless Chromium, our web client on
+  aiospice against spice-html5 on Xspice (:mod:`spice.display.browserbench`).
+
     aiospice bench compare [--seconds 10] [--size 1024x768] [--workloads a,b,...] [--streaming on|off]
+                           [--ours-streaming mjpeg|lossy|off] [--browser]
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from spice.display import compare, wirebench
+from spice.display import browserbench, compare, wirebench
 
 pytestmark = [pytest.mark.peer, pytest.mark.bench, pytest.mark.timeout(300)]
 
@@ -22,6 +22,18 @@ async def test_perf_compare_short_table():
         assert got["typing", server]["display_kb10"] > 0  # both servers drew the typed text
         assert got["video-320x240", server]["fps"] > 0
         assert got["echo", server]["n_lat"] > 0, got["echo", server]  # key presses came back as pixels
+
+
+@pytest.mark.skipif(not (wirebench.xspice_available() and browserbench.available()),
+                    reason="xserver-xspice or chromium/playwright missing")
+async def test_perf_browser_latency_row():
+    rows = await compare.compare([], 800, 600, 3.0, browser=True)
+    print()
+    for line in compare.format_table(rows):
+        print(line)
+    got = {server: s for wl, server, s in rows if wl == "echo-browser"}
+    assert set(got) == {"aiospice", "Xspice"} and all(isinstance(s, dict) for s in got.values()), got
+    assert got["aiospice"]["n_lat"] > 0 and got["Xspice"]["n_lat"] > 0  # both clients drew the echoed keys
 
 
 def test_perf_table_ratios():
