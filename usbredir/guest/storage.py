@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 CBW = struct.Struct("<IIIBBB16s")
 CSW = struct.Struct("<IIIB")
 CBW_SIG, CSW_SIG = 0x43425355, 0x53425355
-MAX_BLOCKS_PER_COMMAND = 256 * 1024
+MAX_BLOCKS_PER_COMMAND = 256 * 1024  # bytes per READ/WRITE(10) for CD/DVD units (spice-gtk's CD
+MAX_BYTES_DISK = 1024 * 1024         # answers larger bulk INs short); disks take 1 MiB commands
+MAX_NO_PROGRESS = 3  # short answers in a row that moved no whole block before the I/O fails
 
 
 class ScsiError(OSError):
@@ -109,7 +111,8 @@ class MassStorageDriver:
         await self._clear_halt(self.pipe_in)
         await self._clear_halt(self.pipe_out)
 
-    async def _transport(self, cdb: bytes, length: int, data_out: bytes | None) -> tuple[bytes, int, int]:
+    async def _transport(self, cdb: bytes, length: int, data_out: bytes | None) -> tuple[bytes, int, int, int]:
+        """CBW, data stage, CSW; returns (data in, bytes moved in the data stage, status, residue)."""
         hcd = self.core.hcd
         self._tag = (self._tag + 1) & 0xFFFFFFFF
         is_in = data_out is None and length > 0
@@ -123,12 +126,14 @@ class MassStorageDriver:
             await self.reset_recovery()
             raise ScsiError(f"CBW failed: {exc}") from exc
         data = b""
+        moved = 0
         if n:
             try:
                 if is_in:
                     data = await hcd.bulk(self.pipe_in, length=n)
+                    moved = len(data)
                 else:
-                    await hcd.bulk(self.pipe_out, data_out)
+                    moved = await hcd.bulk(self.pipe_out, data_out)
             except UsbError as exc:
                 if exc.kind != "stall":
                     raise
@@ -146,28 +151,57 @@ class MassStorageDriver:
         if sig != CSW_SIG or tag != self._tag or status == 2:
             await self.reset_recovery()
             raise ScsiError(f"phase error / bad CSW {bytes(raw).hex()}")
-        return data, status, residue
+        return data, moved, status, residue
 
     async def command(self, cdb: bytes, length: int = 0, data_out: bytes | None = None) -> bytes:
         """One SCSI command; raises :class:`ScsiError` (with sense data) when it fails."""
+        return (await self.command_ex(cdb, length, data_out))[0]
+
+    async def command_ex(self, cdb: bytes, length: int = 0, data_out: bytes | None = None) -> tuple[bytes, int]:
+        """One SCSI command; returns (data in, bytes the command really transferred): the smaller
+        of what crossed the bus and what the CSW's dCSWDataResidue admits (BOT 5.2)."""
         async with self._lock:
-            data, status, _ = await self._transport(cdb, length, data_out)
+            data, moved, status, residue = await self._transport(cdb, length, data_out)
             if status == 0:
-                return data
-            sense, _, _ = await self._transport(bytes([0x03, 0, 0, 0, 18, 0]), 18, None)
+                expected = len(data_out) if data_out is not None else length
+                return data, max(0, min(moved, expected - residue))
+            sense, _, _, _ = await self._transport(bytes([0x03, 0, 0, 0, 18, 0]), 18, None)
         key = sense[2] & 0xF if len(sense) > 2 else 0
         asc = sense[12] if len(sense) > 12 else 0
         raise ScsiError(f"SCSI {cdb[0]:#04x} failed: sense key {key:#x} asc {asc:#04x}", sense)
 
     # --- block device ----------------------------------------------------------------
+    def _per_command(self) -> int:
+        limit = MAX_BLOCKS_PER_COMMAND if self.peripheral == 5 else MAX_BYTES_DISK
+        return max(1, min(limit // self.block_size, 0xFFFF))
+
+    def _no_progress(self, op: str, lba: int, tries: int) -> int:
+        if tries + 1 >= MAX_NO_PROGRESS:
+            raise ScsiError(f"{op} at block {lba}: the device transferred less than one block "
+                            f"{MAX_NO_PROGRESS} times")
+        return tries + 1
+
     async def read_blocks(self, lba: int, count: int) -> bytes:
+        """``count`` blocks from ``lba``.  A short answer (fewer bytes on the bus, or a CSW residue)
+        keeps only the whole blocks that really arrived and asks again for the rest; an answer
+        without a single block, ``MAX_NO_PROGRESS`` times in a row, fails the read (ScsiError)."""
         out = bytearray()
-        per = max(1, MAX_BLOCKS_PER_COMMAND // self.block_size)
+        bs = self.block_size
+        per = self._per_command()
+        tries = 0
         while count > 0:
-            n = min(count, per, 0xFFFF)
-            out += await self.command(struct.pack(">BBIBHB", 0x28, 0, lba, 0, n, 0), n * self.block_size)
-            lba += n
-            count -= n
+            n = min(count, per)
+            data, done = await self.command_ex(struct.pack(">BBIBHB", 0x28, 0, lba, 0, n, 0), n * bs)
+            got = min(done // bs, n)
+            if got < n:
+                log.info("short READ(10) at %d: %d of %d bytes (%d on the bus)", lba, done, n * bs, len(data))
+                if not got:
+                    tries = self._no_progress("READ(10)", lba, tries)
+                    continue
+            tries = 0
+            out += memoryview(data)[:got * bs]
+            lba += got
+            count -= got
         return bytes(out)
 
     async def write_blocks(self, lba: int, data: bytes | memoryview) -> None:
@@ -176,14 +210,23 @@ class MassStorageDriver:
         bs = self.block_size
         if len(data) % bs:
             raise ValueError("write must be whole blocks")
-        per = max(1, MAX_BLOCKS_PER_COMMAND // bs)
+        per = self._per_command()
         view = memoryview(data)
         pos = 0
+        tries = 0
         while pos < len(view):
-            n = min((len(view) - pos) // bs, per, 0xFFFF)
-            await self.command(struct.pack(">BBIBHB", 0x2A, 0, lba, 0, n, 0), 0, bytes(view[pos:pos + n * bs]))
-            lba += n
-            pos += n * bs
+            n = min((len(view) - pos) // bs, per)
+            _, done = await self.command_ex(struct.pack(">BBIBHB", 0x2A, 0, lba, 0, n, 0), 0,
+                                            bytes(view[pos:pos + n * bs]))
+            got = min(done // bs, n)  # blocks the device took; the rest is written again
+            if got < n:
+                log.info("short WRITE(10) at %d: device took %d of %d bytes", lba, done, n * bs)
+                if not got:
+                    tries = self._no_progress("WRITE(10)", lba, tries)
+                    continue
+            tries = 0
+            lba += got
+            pos += got * bs
 
     async def sync(self) -> None:
         try:
