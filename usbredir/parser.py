@@ -80,6 +80,17 @@ _new = tuple.__new__
 _T = PacketType
 _ASSEMBLE_PREALLOC = 1 << 20
 _MAX_BULK = MAX_BULK_TRANSFER_SIZE  # packets up to this size get their whole buffer at once
+# control packets that need a negotiated cap, and those that only make sense on an IN endpoint
+_NEED_CAP = {
+    _T.FILTER_REJECT: Cap.FILTER, _T.FILTER_FILTER: Cap.FILTER,
+    _T.DEVICE_DISCONNECT_ACK: Cap.DEVICE_DISCONNECT_ACK,
+    _T.START_BULK_RECEIVING: Cap.BULK_RECEIVING, _T.STOP_BULK_RECEIVING: Cap.BULK_RECEIVING,
+    _T.BULK_RECEIVING_STATUS: Cap.BULK_RECEIVING,
+}
+_IN_ONLY = frozenset((
+    _T.START_INTERRUPT_RECEIVING, _T.STOP_INTERRUPT_RECEIVING, _T.INTERRUPT_RECEIVING_STATUS,
+    _T.START_BULK_RECEIVING, _T.STOP_BULK_RECEIVING, _T.BULK_RECEIVING_STATUS,
+))
 
 
 @functools.cache
@@ -481,16 +492,8 @@ class UsbredirParser:
         layout = _compiled(ptype, int(self.negotiated))
         cls = PACKET_CLASSES[PacketType(ptype)]
         fields = cls._fields[1:]
-        need_cap = {
-            _T.FILTER_REJECT: Cap.FILTER, _T.FILTER_FILTER: Cap.FILTER,
-            _T.DEVICE_DISCONNECT_ACK: Cap.DEVICE_DISCONNECT_ACK,
-            _T.START_BULK_RECEIVING: Cap.BULK_RECEIVING, _T.STOP_BULK_RECEIVING: Cap.BULK_RECEIVING,
-            _T.BULK_RECEIVING_STATUS: Cap.BULK_RECEIVING,
-        }.get(ptype)
-        in_only = ptype in (
-            _T.START_INTERRUPT_RECEIVING, _T.STOP_INTERRUPT_RECEIVING, _T.INTERRUPT_RECEIVING_STATUS,
-            _T.START_BULK_RECEIVING, _T.STOP_BULK_RECEIVING, _T.BULK_RECEIVING_STATUS,
-        )
+        need_cap = _NEED_CAP.get(ptype)
+        in_only = ptype in _IN_ONLY
         name = PacketType(ptype).name.lower()
 
         def dec(pid: int, buf: memoryview, start: int, stop: int):
@@ -648,16 +651,8 @@ class UsbredirParser:
         layout = type_header(ptype, self.negotiated)
         head = struct.Struct(hfmt)
         out = self._out
-        need_cap = {
-            _T.FILTER_REJECT: Cap.FILTER, _T.FILTER_FILTER: Cap.FILTER,
-            _T.DEVICE_DISCONNECT_ACK: Cap.DEVICE_DISCONNECT_ACK,
-            _T.START_BULK_RECEIVING: Cap.BULK_RECEIVING, _T.STOP_BULK_RECEIVING: Cap.BULK_RECEIVING,
-            _T.BULK_RECEIVING_STATUS: Cap.BULK_RECEIVING,
-        }.get(ptype)
-        in_only = ptype in (
-            _T.START_INTERRUPT_RECEIVING, _T.STOP_INTERRUPT_RECEIVING, _T.INTERRUPT_RECEIVING_STATUS,
-            _T.START_BULK_RECEIVING, _T.STOP_BULK_RECEIVING, _T.BULK_RECEIVING_STATUS,
-        )
+        need_cap = _NEED_CAP.get(ptype)
+        in_only = ptype in _IN_ONLY
         name = PacketType(ptype).name.lower()
 
         def enc(pkt):
