@@ -13,6 +13,7 @@ import ipaddress
 import json
 import logging
 import socket
+import time
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -65,6 +66,22 @@ def server_password(server) -> str | None:
             return None
         return pw.decode("utf-8", "replace") if isinstance(pw, bytes) else str(pw)
     return option(server, "password")
+
+
+def operator_allowed(server, headers: Headers) -> bool:
+    """May this request see the operator endpoints (``/metrics``, ``/api/v1/usb``)?
+
+    Follows the SPICE ticket policy: no ticketing -> open; ticketing without a password or with an
+    expired one -> nobody (as ``TicketAuth.check`` refuses every link); otherwise HTTP basic auth."""
+    auth = getattr(server, "auth", None)
+    if auth is not None and hasattr(auth, "password"):
+        if auth.password is None:
+            return True
+        expires_at = getattr(auth, "expires_at", None)
+        if not auth.password or (expires_at is not None and time.monotonic() >= expires_at):
+            return False
+    password = server_password(server)
+    return not password or basic_auth_ok(headers.get("Authorization"), password)
 
 
 def server_port(server, kind: str) -> int | None:
@@ -185,12 +202,12 @@ def route(server, path: str, headers: Headers, scheme: str) -> Response:
     bare = path.split("?", 1)[0]
     password = server_password(server)
     if bare == "/metrics":
-        if password and not basic_auth_ok(headers.get("Authorization"), password):
+        if not operator_allowed(server, headers):
             return auth_required()
         body, ctype = metrics.render(server)
         return Response(200, body, ctype, [("Cache-Control", "no-store")])
     if bare == "/api/v1/usb":  # redirected USB devices (engineer H, spice.server.usb)
-        if password and not basic_auth_ok(headers.get("Authorization"), password):
+        if not operator_allowed(server, headers):
             return auth_required()
         usb = getattr(server, "usb", None)
         info = {"enabled": usb is not None, "devices": usb.rows() if usb is not None else []}
