@@ -216,9 +216,9 @@ class SpiceUsbSession:
                 evs = await self.main.messages()
                 if not evs:
                     raise SpiceError("server closed the main channel")
-                for ev in evs:
+                for i, ev in enumerate(evs):
                     if isinstance(ev, Message) and ev.type == msg_type:
-                        self._early = [e for e in evs if e is not ev]
+                        self.main._pending[:0] = evs[i + 1:]  # later events stay for the next reader
                         return ev
 
     async def _main_loop(self) -> None:
