@@ -5,13 +5,14 @@ software (mount, list, write, read back, eject); the image is then checked with 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import shutil
 import subprocess
 
 import pytest
 
+from tests.peers.fatimage import make_fat_image
+from tests.peers.fatimage import sha256 as sha
 from usbredir.devices.storage import MassStorage
 from usbredir.guest.subsystem import UsbSubsystem
 from usbredir.guest_listener import GuestListener
@@ -22,17 +23,10 @@ pytestmark = [pytest.mark.timeout(120),
                                  reason="dosfstools/mtools missing")]
 
 
-def sha(b: bytes) -> str:
-    return hashlib.sha256(b).hexdigest()
-
-
 def make_image(tmp_path, big: bytes) -> str:
     img = str(tmp_path / "stick.img")
     # 16 MiB -> FAT16 (pyfatfs, used by the guest software, mishandles FAT12 images)
-    subprocess.run(["mkfs.vfat", "-C", img, "16384"], check=True, capture_output=True)
-    src = tmp_path / "big.bin"
-    src.write_bytes(big)
-    subprocess.run(["mcopy", "-i", img, str(src), "::BIG.BIN"], check=True, capture_output=True)
+    make_fat_image(img, 16, {"BIG.BIN": big})
     return img
 
 
