@@ -49,10 +49,17 @@ class ServerConfig:
         return None
 
     def exposure_warning(self) -> str | None:
-        if self.host not in LOOPBACK and self.port is not None:
-            return (f"listening on {self.host}:{self.port} without TLS: passwords and screen contents "
-                    "cross the network in the clear")
-        return None
+        """What an operator should know about listening off loopback, or None."""
+        if self.host in LOOPBACK:
+            return None
+        warnings = []
+        if self.port is not None:
+            warnings.append(f"listening on {self.host}:{self.port} without TLS: passwords and screen contents "
+                            "cross the network in the clear")
+        if self.usbredir_listen is not None:
+            warnings.append(f"plain usbredir on {self.host} (--usbredir-listen) has no password and no TLS: "
+                            "anyone who reaches it can plug USB devices (keyboards too) into the guest")
+        return "; ".join(warnings) or None
 
 
 SECURE_CHANNEL_NAMES = {

@@ -1,5 +1,6 @@
 """Operator endpoints follow the SPICE ticket policy (no fail-open when ticketing has no password,
-expired passwords are refused) — checked through the front door's router."""
+expired passwords are refused) — checked through the front door's router; unauthenticated plain
+usbredir off loopback is warned about."""
 
 from __future__ import annotations
 
@@ -33,3 +34,10 @@ def test_operator_endpoints_follow_ticket_policy(path):
     assert route(_server(TicketAuth(b"")), path, Headers(), "http").status == 401
     expired = TicketAuth(b"pw", expires_at=time.monotonic() - 1)
     assert route(_server(expired), path, _basic("pw"), "http").status == 401
+
+
+def test_plain_usbredir_off_loopback_is_warned_about():
+    tls_only = dict(host="0.0.0.0", password="x", port=None, tls_port=5901)
+    assert ServerConfig(**tls_only).exposure_warning() is None
+    assert "usbredir" in ServerConfig(**tls_only, usbredir_listen=4000).exposure_warning()
+    assert ServerConfig(host="127.0.0.1", password="x", usbredir_listen=4000).exposure_warning() is None
