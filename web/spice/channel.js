@@ -138,6 +138,7 @@ export class Channel {
     } finally {
       this.processing = false;
     }
+    if (this.state === "open") this.onBatchEnd();
   }
 
   _dispatch(type, body) {
@@ -190,6 +191,8 @@ export class Channel {
 
   // Subclass hooks.
   onOpen() {}
+  // Called when every received message has been handled (the end of a WebSocket message batch).
+  onBatchEnd() {}
   onClose(_ev) { this.client.channelClosed(this); }
   handle(type, _reader, _body) { console.debug(`channel ${this.type}: unhandled message ${type}`); }
 }

@@ -1,4 +1,5 @@
-// Display channel (type 2): surfaces, draw operations, image cache; presents through requestAnimationFrame.
+// Display channel (type 2): surfaces, draw operations, image cache; presents at the end of each message
+// batch, with requestAnimationFrame as the coalescing fallback when batches come faster than the display.
 import { Channel, CHANNEL } from "../channel.js";
 import { Writer } from "../wire.js";
 import { decodeImage, decodeJpeg, IMAGE_FLAG_CACHE_ME, IMAGE_NAMES } from "../decoders/image.js";
@@ -34,7 +35,7 @@ export class DisplayChannel extends Channel {
     this.streams = new Map();
     this.primary = null;
     this.dirty = null;
-    this.rafPending = false;
+    this.rafPending = false; // a frame tick is scheduled: presents in this display frame wait for it
     this.stats = { draws: 0, decodeMs: 0, drawMs: 0, presents: 0, presentMs: 0, byType: {} };
   }
 
@@ -59,7 +60,7 @@ export class DisplayChannel extends Channel {
     }
   }
 
-  // Dirty rectangles of the primary surface, presented once per animation frame.  Few small
+  // Dirty rectangles of the primary surface, presented at the end of the message batch.  Few small
   // rectangles are put one by one; many (or large overlapping ones) become their bounding box.
   markDirty(s, rect) {
     if (!s.primary) return;
@@ -75,14 +76,29 @@ export class DisplayChannel extends Channel {
       list.push({ x: x0, y: y0, w: x1 - x0, h: y1 - y0 });
       list.overflow = true;
     }
-    if (!this.rafPending) {
-      this.rafPending = true;
-      requestAnimationFrame(() => this.present());
-    }
+  }
+
+  // End of a batch of messages (server frames end with their last message, JS runs them to the end
+  // before any paint, so the canvas never shows half a frame): present now, unless this display frame
+  // already had a present — then the next animation frame presents everything drawn until then.
+  onBatchEnd() {
+    if (!this.dirty || this.rafPending) return;
+    this.present();
+    this._armFrame();
+  }
+
+  _armFrame() {
+    this.rafPending = true;
+    requestAnimationFrame(() => {
+      this.rafPending = false;
+      if (this.dirty) { // batches arrived faster than the refresh: coalesced into this frame
+        this.present();
+        this._armFrame();
+      }
+    });
   }
 
   present() {
-    this.rafPending = false;
     const s = this.primary, list = this.dirty;
     this.dirty = null;
     if (!s || !list || !list.length) return;
