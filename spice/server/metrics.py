@@ -17,7 +17,6 @@ from spice.server.websocket import WsStats
 
 _http_answers: Counter[int] = Counter()
 _ws_refused: Counter[str] = Counter()
-_ws_open: set[int] = set()
 _ws_totals = {"connections": 0, "frames_out": 0, "bytes_out": 0, "frames_in": 0, "bytes_in": 0}
 _ws_live: dict[int, WsStats] = {}
 
