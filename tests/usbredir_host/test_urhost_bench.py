@@ -12,8 +12,7 @@ import os
 import re
 
 import pytest
-from test_urhost_qemu import redir_args, start_share, stop_share
-from urhost_helpers import free_port
+from urhost_helpers import free_port, kill_share, redir_args, start_share, stop_share
 
 from tests.peers.qemu_guest import QemuGuest
 
@@ -60,8 +59,7 @@ async def test_bench_stick_read_write(tmp_path, need_qemu):
         rc, log = await stop_share(share)
         assert rc == 0, log
     finally:
-        if share is not None and share.returncode is None:
-            share.kill()
+        await kill_share(share)
         await guest.stop()
 
     # 2. through QEMU's SPICE server
@@ -77,8 +75,7 @@ async def test_bench_stick_read_write(tmp_path, need_qemu):
         rc, log = await stop_share(share)
         assert rc == 0, log
     finally:
-        if share is not None and share.returncode is None:
-            share.kill()
+        await kill_share(share)
         await guest.stop()
 
     # 3. reference: QEMU's own emulated usb-storage on the same image

@@ -7,8 +7,7 @@ import hashlib
 import os
 
 import pytest
-from test_urhost_qemu import redir_args
-from urhost_helpers import fat_read, free_port, fsck_clean, make_fat_image, sha256
+from urhost_helpers import fat_read, free_port, fsck_clean, make_fat_image, redir_args, sha256
 
 from tests.peers.qemu_guest import QemuGuest
 from usbredir import proto as P

@@ -5,34 +5,25 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
 import sys
 
 import pytest
-from urhost_helpers import ROOT, fat_read, free_port, fsck_clean, make_fat_image, sha256
+from urhost_helpers import (
+    ROOT,
+    fat_read,
+    free_port,
+    fsck_clean,
+    kill_share,
+    make_fat_image,
+    redir_args,
+    sha256,
+    start_share,
+    stop_share,
+)
 
 from tests.peers.qemu_guest import QemuGuest
 
 pytestmark = [pytest.mark.peer, pytest.mark.timeout(240)]
-
-
-def redir_args(port: int, *, server: bool = True) -> list[str]:
-    mode = "server=on,wait=off" if server else "reconnect=1"
-    return ["-chardev", f"socket,id=ur,host=127.0.0.1,port={port},{mode},nodelay=on",
-            "-device", "usb-redir,chardev=ur,id=redir0,bus=ehci.0"]
-
-
-async def start_share(*args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "spice.cli", "usb", "share", *args, cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-
-
-async def stop_share(proc: asyncio.subprocess.Process) -> tuple[int, str]:
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGINT)
-    out, _ = await asyncio.wait_for(proc.communicate(), 30)
-    return proc.returncode, out.decode(errors="replace")
 
 
 async def test_storage_share_to_qemu(tmp_path, need_qemu):
@@ -58,9 +49,7 @@ async def test_storage_share_to_qemu(tmp_path, need_qemu):
         # the guest saw the device go away
         await guest.wait_for_command("! test -b /dev/sda", timeout=30)
     finally:
-        if share is not None and share.returncode is None:
-            share.kill()
-            await share.wait()
+        await kill_share(share)
         await guest.stop()
     ok, report = fsck_clean(img)
     assert ok, report
@@ -147,9 +136,7 @@ async def test_storage_share_spice_to_qemu(tmp_path, need_qemu):
         assert sent_lz4 > 0 and got_lz4 > 0, log  # LZ4 COMPRESSED_DATA used both ways
         await guest.wait_for_command("! test -b /dev/sda", timeout=30)
     finally:
-        if share is not None and share.returncode is None:
-            share.kill()
-            await share.wait()
+        await kill_share(share)
         await guest.stop()
     assert fsck_clean(img)[0]
     assert fat_read(img, "SPICE.TXT") == b"written-through-spice\n"
@@ -214,9 +201,7 @@ async def test_keyboard_cli_type_text(need_qemu):
         rc, log = await stop_share(share)
         assert rc == 0 and "typed 2 characters" in log, log
     finally:
-        if share is not None and share.returncode is None:
-            share.kill()
-            await share.wait()
+        await kill_share(share)
         await guest.stop()
 
 
@@ -278,9 +263,7 @@ async def test_storage_share_spice_tls_to_qemu(tmp_path, need_qemu):
         rc, log = await stop_share(share)
         assert rc == 0, log
     finally:
-        if share is not None and share.returncode is None:
-            share.kill()
-            await share.wait()
+        await kill_share(share)
         await guest.stop()
 
 
@@ -307,9 +290,7 @@ async def test_two_devices_over_two_spice_usbredir_channels(tmp_path, need_qemu)
         assert "usbredir channel 0 linked" in log and "usbredir channel 1 linked" in log, log
         await guest.wait_for_command("! grep -q 'aiospice keyboard' /proc/bus/input/devices", timeout=30)
     finally:
-        if share is not None and share.returncode is None:
-            share.kill()
-            await share.wait()
+        await kill_share(share)
         await guest.stop()
 
 
