@@ -5,22 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import IntEnum
 
-
-class ImageType(IntEnum):
-    """SpiceImageType (spice.md §6.7)."""
-
-    BITMAP = 0
-    QUIC = 1
-    LZ_PLT = 100
-    LZ_RGB = 101
-    GLZ_RGB = 102
-    FROM_CACHE = 103
-    SURFACE = 104
-    JPEG = 105
-    FROM_CACHE_LOSSLESS = 106
-    ZLIB_GLZ_RGB = 107
-    JPEG_ALPHA = 108
-    LZ4 = 109
+from spice.proto.display import ImageType  # the one definition (spice.md §6.7); re-exported here
 
 
 class DisplayCap(IntEnum):
