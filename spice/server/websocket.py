@@ -24,6 +24,7 @@ MAX_FRAME = 1 << 20  # split outgoing batches above this size
 FLUSH_AT = 256 * 1024  # flush immediately once this much is pending
 INBOUND_HIGH_WATER = 4 << 20  # stop reading the socket while the SPICE side has this much unread
 FIRST_DATA_TIMEOUT = 30.0  # a WebSocket that never sends anything is closed after this
+OUTBOUND_HIGH_WATER = 4 << 20  # stop reading (and answering PINGs) while this much waits to be sent
 
 
 @dataclass
@@ -183,6 +184,8 @@ async def pump_inbound(
                     proto.fail(1003, "SPICE needs binary frames")
                 # PING is answered and CLOSE is handled by the protocol object itself.
             send_pending(proto, raw_writer)
+            if raw_writer.transport.get_write_buffer_size() > OUTBOUND_HIGH_WATER:
+                await raw_writer.drain()  # a peer that sends PINGs and never reads must not grow our buffer
             if proto.state is State.CLOSED or proto.state is State.CLOSING or proto.close_expected():
                 if proto.parser_exc is not None:
                     log.info("websocket protocol error: %s", proto.parser_exc)
