@@ -30,6 +30,8 @@ class InputsChannel(Channel):
     name = "inputs"
     max_message = 4096
     known_messages = frozenset(InputsMsgc)
+    #: parse input in the socket's callback (plain TCP): no loop turn between a key and the guest
+    direct_read = True
 
     @classmethod
     def server_caps(cls, server) -> frozenset[int]:

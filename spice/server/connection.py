@@ -41,6 +41,39 @@ log = logging.getLogger("spice.server")
 READ_CHUNK = 64 * 1024
 
 
+class _DirectRead(asyncio.Protocol):
+    """Stands in for a TCP stream's protocol once a channel is up: received bytes go straight to
+    the connection's parser from the transport's callback (no StreamReader buffer, no task wake-up a
+    loop turn later); flow control and connection loss still reach the stream's own protocol, so the
+    writer's drain() keeps working."""
+
+    def __init__(self, inner: asyncio.BaseProtocol, conn: ChannelConnection) -> None:
+        self._inner = inner
+        self._conn = conn
+
+    def data_received(self, data: bytes) -> None:
+        conn = self._conn
+        try:
+            conn._feed(data)
+        except Exception:  # a bug must not take the transport down silently
+            log.exception("%s: channel failed", conn.name)
+            conn.close("internal error")
+
+    def eof_received(self) -> bool | None:
+        self._conn._read_done("client closed the connection")
+        return self._inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._conn._read_done(f"connection error: {exc}" if exc else "client closed the connection")
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
 def _channel_name(channel_type: int) -> str:
     try:
         return CHANNEL_NAMES[ChannelType(channel_type)]
@@ -82,6 +115,7 @@ class ChannelConnection:
         self.mini_header = True
         self.close_reason: str | None = None
         self._wake = asyncio.Event()
+        self._ended = asyncio.Event()  # direct reading: the peer closed or the connection was lost
         self._closing = False
         self._stall_since: float | None = None
         self._counted_in = self._counted_out = 0
@@ -160,6 +194,7 @@ class ChannelConnection:
                 self.protocol.disconnecting(disconnecting)
                 self.writer.write(self.protocol.data_to_send(ignore_window=True))
         self._wake.set()
+        self._ended.set()
         with contextlib.suppress(Exception):
             self.writer.close()
         if abort:
@@ -260,6 +295,8 @@ class ChannelConnection:
             self.wakeup()
             if self._initial:
                 self._feed(self._initial)
+            if self._read_directly(cls):
+                await self._ended.wait()
             while not self._closing:
                 data = await self.reader.read(READ_CHUNK)
                 if not data:
@@ -282,6 +319,22 @@ class ChannelConnection:
             log.info("%s: closed: %s", self.name, self.close_reason)
             if req.channel_type == ChannelType.MAIN:
                 self._end_session(session)
+
+    def _read_directly(self, cls: type[Channel]) -> bool:
+        """For latency-critical channels (``direct_read``) on plain TCP: parse bytes in the transport's
+        callback (:class:`_DirectRead`) instead of a read loop; False (keep the loop) when not possible."""
+        transport = getattr(self.writer, "transport", None)
+        reader_buffer = getattr(self.reader, "_buffer", None)
+        if (not getattr(cls, "direct_read", False) or self.transport != "tcp" or transport is None
+                or not isinstance(self.writer, asyncio.StreamWriter) or reader_buffer is None
+                or len(reader_buffer) or self.reader.at_eof() or transport.is_closing()):
+            return False
+        transport.set_protocol(_DirectRead(transport.get_protocol(), self))
+        return True
+
+    def _read_done(self, reason: str) -> None:
+        self.close_reason = self.close_reason or reason
+        self._ended.set()
 
     def _end_session(self, session: Session) -> None:
         session.closed = True

@@ -1,0 +1,83 @@
+"""Inputs on plain TCP are parsed in the socket's callback (no read-loop turn): keys reach the guest,
+bad input still closes the connection, a closing client still ends the channel."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
+from spice_testclient import TestChannel  # noqa: E402
+from spice_testguest import PaintGuest  # noqa: E402
+
+from spice.proto import main as pm  # noqa: E402
+from spice.proto.enums import ChannelType  # noqa: E402
+from spice.proto.inputs import InputsMsg, InputsMsgc  # noqa: E402
+from spice.proto.link import ServerKey  # noqa: E402
+from spice.server.config import ServerConfig  # noqa: E402
+from spice.server.connection import _DirectRead  # noqa: E402
+from spice.server.server import SpiceServer  # noqa: E402
+
+KEY = ServerKey()
+
+
+@pytest.fixture
+async def server():
+    srv = SpiceServer(PaintGuest(), ServerConfig(port=0, password="pw", ping_interval=0), key=KEY)
+    await srv.start()
+    yield srv
+    await srv.close()
+
+
+async def _inputs(srv):
+    main = await TestChannel.connect(srv.ports["plain"], ChannelType.MAIN, channel_caps={1, 2})
+    init = pm.MainInit.parse((await main.wait_for(pm.MainMsg.INIT)).body)
+    inp = await TestChannel.connect(srv.ports["plain"], ChannelType.INPUTS, connection_id=init.session_id)
+    await inp.wait_for(InputsMsg.INIT)
+    conn = next(c for c in srv.connections if c.channel is not None and c.channel.name == "inputs")
+    return main, inp, conn
+
+
+async def _until(cond, timeout: float = 5.0) -> bool:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond() and loop.time() < end:
+        await asyncio.sleep(0.01)
+    return cond()
+
+
+async def test_keys_parsed_in_transport_callback(server):
+    main, inp, conn = await _inputs(server)
+    assert isinstance(conn.writer.transport.get_protocol(), _DirectRead)
+    calls = []
+    orig = conn._feed
+    conn._feed = lambda data: (calls.append(asyncio.current_task()), orig(data))[1]
+    # one segment carrying a key press split over two writes: the parser keeps the partial message
+    raw = struct.pack("<HI", InputsMsgc.KEY_DOWN, 4) + struct.pack("<I", 0x1E)
+    inp.writer.write(raw[:5])
+    await inp.writer.drain()
+    await asyncio.sleep(0.05)
+    inp.writer.write(raw[5:] + struct.pack("<HI", InputsMsgc.KEY_UP, 4) + struct.pack("<I", 0x9E))
+    assert await _until(lambda: len(server.guest.keys) >= 2)
+    assert server.guest.keys == [(0x1E, True), (0x1E, False)]
+    assert calls and all(t is None for t in calls)  # straight from the transport, not from a task
+    main.close()
+    inp.close()
+
+
+async def test_junk_closes_and_client_close_ends_channel(server):
+    main, inp, conn = await _inputs(server)
+    inp.writer.write(struct.pack("<HI", InputsMsgc.KEY_DOWN, 1 << 30))  # message far over max_message
+    await inp.read_until_closed(5)
+    assert await _until(lambda: conn not in server.connections)
+    assert "protocol error" in (conn.close_reason or "")
+    main2, inp2, conn2 = await _inputs(server)
+    inp2.close()
+    assert await _until(lambda: conn2 not in server.connections)
+    assert conn2.close_reason == "client closed the connection"
+    main.close()
+    main2.close()
