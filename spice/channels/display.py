@@ -133,6 +133,9 @@ class DisplayChannel(Channel):
             data = proto.data_to_send()
             if data:
                 conn.writer.write(data)  # the connection's writer: WebSocket framing, TLS
+                flush = getattr(conn.writer, "flush", None)
+                if flush is not None:  # WebSocket: frame and send now, not on the next loop turn
+                    flush()
 
     def has_pending(self) -> bool:
         return bool(self.queue) or (self.client is not None and self.client.pending)

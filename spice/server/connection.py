@@ -325,12 +325,25 @@ class ChannelConnection:
         callback (:class:`_DirectRead`) instead of a read loop; False (keep the loop) when not possible."""
         transport = getattr(self.writer, "transport", None)
         reader_buffer = getattr(self.reader, "_buffer", None)
-        if (not getattr(cls, "direct_read", False) or self.transport != "tcp" or transport is None
-                or not isinstance(self.writer, asyncio.StreamWriter) or reader_buffer is None
+        if (not getattr(cls, "direct_read", False) or transport is None or reader_buffer is None
                 or len(reader_buffer) or self.reader.at_eof() or transport.is_closing()):
             return False
-        transport.set_protocol(_DirectRead(transport.get_protocol(), self))
-        return True
+        if self.transport == "tcp" and isinstance(self.writer, asyncio.StreamWriter):
+            transport.set_protocol(_DirectRead(transport.get_protocol(), self))
+            return True
+        if self.transport == "websocket" and type(self.reader) is asyncio.StreamReader:
+            # the WebSocket adapter feeds this reader with payloads: take them as they are fed
+            reader, feed_eof = self.reader, self.reader.feed_eof
+            direct = _DirectRead(asyncio.Protocol(), self)
+
+            def eof() -> None:
+                self._read_done("client closed the connection")
+                feed_eof()
+
+            reader.feed_data = direct.data_received  # type: ignore[method-assign]
+            reader.feed_eof = eof  # type: ignore[method-assign]
+            return True
+        return False
 
     def _read_done(self, reason: str) -> None:
         self.close_reason = self.close_reason or reason

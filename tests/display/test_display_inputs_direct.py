@@ -81,3 +81,45 @@ async def test_junk_closes_and_client_close_ends_channel(server):
     assert conn2.close_reason == "client closed the connection"
     main.close()
     main2.close()
+
+
+async def _ws_channel(port: int, channel_type: int, connection_id: int = 0):
+    """A SPICE channel over a WebSocket of the server's plain port: (websocket, protocol)."""
+    from websockets.asyncio.client import connect
+
+    from spice.proto.channel import ChannelProtocol
+    from spice.proto.link import ClientLink, LinkResult
+
+    ws = await connect(f"ws://127.0.0.1:{port}/", subprotocols=["binary"], origin=f"http://127.0.0.1:{port}")
+    link = ClientLink(channel_type, 0, connection_id, "pw")
+    await ws.send(link.data_to_send())
+    while True:
+        for ev in link.receive_data(await asyncio.wait_for(ws.recv(), 10)):
+            if isinstance(ev, LinkResult):
+                assert not ev.error
+                return ws, ChannelProtocol(ev.mini_header, server=False)
+        out = link.data_to_send()
+        if out:
+            await ws.send(out)
+
+
+async def test_websocket_inputs_fed_directly(server):
+    main = await TestChannel.connect(server.ports["plain"], ChannelType.MAIN, channel_caps={1, 2})
+    init = pm.MainInit.parse((await main.wait_for(pm.MainMsg.INIT)).body)
+    ws, proto = await _ws_channel(server.ports["plain"], ChannelType.INPUTS, init.session_id)
+    try:
+        assert await _until(lambda: any(c.channel is not None and c.channel.name == "inputs"
+                                        for c in server.connections))
+        conn = next(c for c in server.connections if c.channel is not None and c.channel.name == "inputs")
+        assert conn.transport == "websocket"
+        assert conn.reader.feed_data.__self__.__class__ is _DirectRead  # payloads go straight to the parser
+        proto.send(InputsMsgc.KEY_DOWN, struct.pack("<I", 0x1E))
+        proto.send(InputsMsgc.KEY_UP, struct.pack("<I", 0x9E))
+        await ws.send(proto.data_to_send())
+        assert await _until(lambda: len(server.guest.keys) >= 2)
+        assert server.guest.keys == [(0x1E, True), (0x1E, False)]
+    finally:
+        await ws.close()
+    assert await _until(lambda: conn not in server.connections)
+    assert conn.close_reason == "client closed the connection"
+    main.close()
