@@ -43,6 +43,7 @@ class InputsChannel(Channel):
         self.motions = 0
         self.held: set[int] = set()  # keys down, released if the client goes away
         self.buttons = 0
+        self._keyed = False  # key events since the last after_feed
         self.listener = GuestListener(on_leds=self._on_leds)
         self.guest.add_listener(self.listener)
         self.send(InputsMsg.INIT, U16.pack(self.guest.leds & 7))
@@ -62,7 +63,17 @@ class InputsChannel(Channel):
     def _on_leds(self, leds: int) -> None:
         self.send(InputsMsg.KEY_MODIFIERS, U16.pack(leds & 7))
 
+    def after_feed(self) -> None:
+        """End of a batch of received messages: let a guest that renders lazily (``flush()``) draw the
+        keys now rather than a loop turn later (key-to-pixel latency); its frame goes out at once."""
+        if self._keyed:
+            self._keyed = False
+            flush = getattr(self.guest, "flush", None)
+            if flush is not None:
+                flush()
+
     def _keys(self, keys: list[tuple[int, bool]]) -> None:
+        self._keyed = self._keyed or bool(keys)
         for code, pressed in keys:
             if pressed:
                 self.held.add(code)

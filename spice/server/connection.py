@@ -378,6 +378,9 @@ class ChannelConnection:
             log.warning("%s: protocol error, closing: %s", self.name, err)
             self.close(f"protocol error: {err}")
             return
+        after_feed = getattr(self.channel, "after_feed", None)
+        if after_feed is not None:
+            after_feed()
         if self.protocol.pending_bytes:
             if self.protocol.pending_bytes > self.server.config.max_pending_bytes:
                 log.warning("%s: %d bytes queued for a client that does not read, closing", self.name,
