@@ -123,3 +123,20 @@ async def test_websocket_inputs_fed_directly(server):
     assert await _until(lambda: conn not in server.connections)
     assert conn.close_reason == "client closed the connection"
     main.close()
+
+
+async def test_key_batch_flushes_a_lazy_guest_at_once(server):
+    guest = server.guest
+    flushed: list[int] = []
+    guest.flush = lambda: flushed.append(len(guest.keys))  # a guest that renders on flush()
+    main, inp, conn = await _inputs(server)
+    raw = b"".join(struct.pack("<HI", t, 4) + struct.pack("<I", code)
+                   for t, code in ((InputsMsgc.KEY_DOWN, 0x1E), (InputsMsgc.KEY_UP, 0x9E)))
+    inp.writer.write(raw)  # one batch, two keys: one flush, after both
+    assert await _until(lambda: flushed)
+    assert flushed == [2]
+    inp.send(InputsMsgc.MOUSE_POSITION, struct.pack("<IIHB", 5, 5, 0, 0))
+    assert await _until(lambda: guest.pointer)
+    assert flushed == [2]  # pointer only: the guest's own scheduling
+    main.close()
+    inp.close()
