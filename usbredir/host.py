@@ -35,6 +35,7 @@ HOST_CAPS = P.ALL_CAPS & ~P.Cap.BULK_STREAMS
 VERSION = "aiospice usbredir host 0.1"
 REPLAY_WINDOW = 0.25  # s: interrupt IN data sent this shortly before a guest's stop is re-sent on restart
 MAX_PENDING = 4096  # outstanding data requests from one peer; more is abuse -> disconnect
+MAX_PENDING_BYTES = 64 << 20  # OUT data held by queued requests; above it the peer is not read
 
 
 class Transport(Protocol):
@@ -106,6 +107,9 @@ class UsbredirHost:
         self.alt_settings: dict[int, int] = {}
         self.ep_info = P.EpInfo()
         self._pending: dict[int, tuple[asyncio.Task, object]] = {}   # id -> (task, request packet)
+        self._pending_bytes = 0                                        # OUT data held by queued requests
+        self._room = asyncio.Event()                                   # set while under MAX_PENDING_BYTES
+        self._room.set()
         self._tails: dict[object, asyncio.Task] = {}                  # per-endpoint ordering
         self._streams: dict[int, asyncio.Task] = {}                   # IN endpoint -> stream task
         self._recent: dict[int, collections.deque] = {}                # ep -> (time, data) sent lately
@@ -213,10 +217,25 @@ class UsbredirHost:
 
         task = asyncio.get_running_loop().create_task(run())
         self._tails[key] = task
+        held = len(getattr(pkt, "data", b"") or b"")
+        if held:
+            self._hold(held)
+            task.add_done_callback(lambda _t, held=held: self._hold(-held))
         pid = getattr(pkt, "id", None)
         if pid is not None and isinstance(pkt, (P.ControlPacket, P.BulkPacket, P.InterruptPacket)):
             self._pending[pid] = (task, pkt)
             task.add_done_callback(lambda t, pid=pid: self._forget(pid, t))
+
+    def _hold(self, delta: int) -> None:
+        self._pending_bytes += delta
+        if self._pending_bytes > MAX_PENDING_BYTES:
+            self._room.clear()
+        else:
+            self._room.set()
+
+    async def room(self) -> None:
+        """Wait until queued requests hold little enough OUT data to read more from the peer."""
+        await self._room.wait()
 
     def _forget(self, pid: int, task: asyncio.Task) -> None:
         entry = self._pending.get(pid)
@@ -667,6 +686,7 @@ async def serve_stream(device: UsbDevice, reader: asyncio.StreamReader, writer: 
 
     async def pump() -> None:
         while True:
+            await host.room()  # back-pressure: a peer that queues OUT data faster than the device takes it waits
             try:
                 chunk = await reader.read(1 << 20)
             except ConnectionError:

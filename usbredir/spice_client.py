@@ -258,6 +258,7 @@ async def serve_vmc(device: UsbDevice, conn: SpiceConnection, lz4_ok: bool, stop
     async def pump() -> None:
         try:
             while True:
+                await host.room()  # back-pressure, as in usbredir.host.serve_stream
                 evs = await conn.messages()
                 if not evs:
                     host.feed_eof()
