@@ -500,9 +500,12 @@ class UsbredirHost:
         # moment and frees what it had buffered: keep the reports of the last REPLAY_WINDOW
         # seconds and send them again if receiving restarts (a repeated HID state report is
         # harmless; a lost key release is not).
+        # Only the newest report is re-sent: it is the device's current state (a HID driver diffs
+        # states, so seeing it twice is harmless), whereas re-sending older ones would replay
+        # key presses the guest may already have seen.
         now = time.monotonic()
         recent = self._recent.pop(ev.endpoint, ())
-        self._replay[ev.endpoint] = [d for t, d in recent if now - t < REPLAY_WINDOW]
+        self._replay[ev.endpoint] = [d for t, d in list(recent)[-1:] if now - t < REPLAY_WINDOW]
         self._send(P.InterruptReceivingStatus(ev.id, Status.SUCCESS, ev.endpoint))
 
     def _on_start_iso(self, ev: P.StartIsoStream) -> None:
