@@ -39,8 +39,7 @@ MiB = 1 << 20
 
 
 async def _read_1mib(drive, index: int) -> None:
-    """One READ(10) of 1 MiB through the guest's BOT driver (the driver's own read_blocks splits
-    into 256 KiB commands)."""
+    """One READ(10) of 1 MiB straight through the guest's BOT transport."""
     n = MiB // drive.block_size
     data = await drive.command(struct.pack(">BBIBHB", 0x28, 0, index * n, 0, n, 0), MiB)
     assert len(data) == MiB
@@ -179,7 +178,7 @@ async def test_bench_usb_aiospice_vs_qemu(tmp_path):
              f"  {'spice-gtk shared CD read MiB/s (256 KiB cmds)':44s} {f(ac, 'read'):>10s} {f(qc, 'read'):>10s}",
              f"  {'spice-gtk shared CD redirect -> readable (s)':44s} {f(ac, 'ready', '{:.2f}'):>10s} "
              f"{f(qc, 'ready', '{:.2f}'):>10s}",
-             f"  {'(aiospice, driver default 256 KiB commands)':44s}",
+             f"  {'(aiospice, read_blocks/write_blocks: checked, 1 MiB for disks)':44s}",
              f"  {'  stick write / read MiB/s':44s} {f(a, 'write256')} / {f(a, 'read256')}",
              f"  {'shared CD file hash matches':44s} {str(ac.get('hash_ok', '-')):>10s} "
              f"{str(qc.get('hash_ok', '-')):>10s}"]

@@ -62,19 +62,6 @@ class EhciController(ScheduleEngine):
         self._addr_map: dict[int, Slot] | None = None
         super().__init__()
         self._reset_registers()
-        memory.watch = self._guest_wrote
-
-    def _guest_wrote(self, addr: int) -> None:
-        """The guest stored into one of the async QHs this controller caches (linked a QH, gave an
-        idle QH a qTD chain): run the async schedule on the next loop turn instead of at the next
-        poll (completion-driven; an idle bus costs nothing).  The controller's own write-backs
-        happen inside :meth:`run` / :meth:`complete` and are ignored."""
-        if self._running or not self.usbcmd & R.CMD_ASE:
-            return
-        base = addr & ~0x1F
-        queue = self.queues.get(base) or self.queues.get(base - 32)
-        if queue is not None and not queue.periodic and addr < queue.addr + 48:
-            self._kick()
 
     # --- registers -------------------------------------------------------------------
     def _reset_registers(self) -> None:

@@ -8,7 +8,6 @@ CVE-2021-3750 lesson: DMA must never reach the device's registers).
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 
 
 class DmaError(Exception):
@@ -27,10 +26,6 @@ class GuestMemory:
         self.view = memoryview(self.ram)
         #: (base, length) ranges that are device registers, not RAM: DMA into them is refused
         self.mmio_windows = list(mmio_windows)
-        #: called with the address of every 32-bit structure store (write32/write_dwords): the
-        #: controller uses it to notice a QH the guest just gave work, as hardware that keeps
-        #: re-reading the schedule would, without polling on a timer
-        self.watch: Callable[[int], None] | None = None
 
     def check(self, addr: int, length: int) -> None:
         if addr < 0 or length < 0 or addr + length > self.size:
@@ -55,8 +50,6 @@ class GuestMemory:
     def write32(self, addr: int, value: int) -> None:
         self.check(addr, 4)
         _U32.pack_into(self.ram, addr, value & 0xFFFFFFFF)
-        if self.watch is not None:
-            self.watch(addr)
 
     def read_dwords(self, addr: int, count: int) -> list[int]:
         self.check(addr, 4 * count)
@@ -65,5 +58,3 @@ class GuestMemory:
     def write_dwords(self, addr: int, values: list[int] | tuple[int, ...]) -> None:
         self.check(addr, 4 * len(values))
         struct.pack_into(f"<{len(values)}I", self.ram, addr, *values)
-        if self.watch is not None:
-            self.watch(addr)

@@ -102,14 +102,6 @@ class ScheduleEngine(IsoEngine):
         packet = self.packets.pop(key, None)
         if packet is None:
             return  # cancelled meanwhile: drop the reply (QEMU usbredir_is_cancelled)
-        was_running, self._running = self._running, True  # our own write-backs are no guest stores
-        try:
-            self._complete(packet, result)
-        finally:
-            self._running = was_running
-            self._commit()
-
-    def _complete(self: EhciController, packet: Packet, result: TransferResult) -> None:
         queue = self.queues.get(packet.qh_addr)
         if queue is not None and queue.packet is packet:
             queue.packet = None
@@ -126,6 +118,8 @@ class ScheduleEngine(IsoEngine):
             self.host_system_error(str(exc))
         except _Fatal:
             pass
+        finally:
+            self._commit()
 
     def cancel_all(self: EhciController, periodic: bool | None = None) -> None:
         for queue in list(self.queues.values()):

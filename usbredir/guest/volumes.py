@@ -13,6 +13,7 @@ import io
 import struct
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from usbredir.guest.storage import MassStorageDriver
@@ -212,20 +213,32 @@ class FatVolume:
 
     kind = "fat"
 
-    def __init__(self, fs, blockfile: BlockFile) -> None:
+    def __init__(self, fs, blockfile: BlockFile, pool: ThreadPoolExecutor) -> None:
         self.fs = fs  # a pyfatfs PyFatBytesIOFS (PyFilesystem2 API)
         self.file = blockfile
         self.read_only = not blockfile.writable()
         self._lock = threading.Lock()
+        self._pool = pool
 
     @classmethod
     async def mount(cls, drive: MassStorageDriver) -> FatVolume:
+        """The volume's pyfatfs runs in its own worker thread, never in the loop's default
+        executor: its blocking device reads wait on the loop, and a default pool filled with them
+        would starve whatever else needs it (in-process devices' fsync, getaddrinfo)."""
         loop = asyncio.get_running_loop()
         sector0 = await drive.read_blocks(0, 1)
         offset = _partition_offset(sector0[:512])
         bf = BlockFile(drive, loop, offset, writable=not drive.read_only)
-        fs = await asyncio.to_thread(_pyfatfs, bf)
-        return cls(fs, bf)
+        pool = ThreadPoolExecutor(1, thread_name_prefix=f"usbfat-{drive.info.port}")
+        try:
+            fs = await loop.run_in_executor(pool, _pyfatfs, bf)
+        except BaseException:
+            pool.shutdown(wait=False)
+            raise
+        return cls(fs, bf, pool)
+
+    async def _in_pool(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def _budgeted(self, fn, args, extra: int = 0):
         """Run ``fn`` with a read budget, so a FAT with a cluster-chain loop cannot read forever."""
@@ -237,7 +250,7 @@ class FatVolume:
                 self.file.budget = -1
 
     async def _run(self, fn, *args):
-        return await asyncio.to_thread(self._budgeted, fn, args)
+        return await self._in_pool(self._budgeted, fn, args)
 
     async def listdir(self, path: str = "/") -> list[DirEntry]:
         def ls():
@@ -262,7 +275,7 @@ class FatVolume:
             finally:
                 with self._lock:
                     self.file.flush()
-        return await asyncio.to_thread(call)
+        return await self._in_pool(call)
 
     async def write(self, path: str, data: bytes) -> None:
         if self.read_only:
@@ -280,6 +293,12 @@ class FatVolume:
         if self.fs is None:
             return
         fs, self.fs = self.fs, None
+        try:
+            await self._unmount(fs, gone)
+        finally:
+            self._pool.shutdown(wait=False)
+
+    async def _unmount(self, fs, gone: bool) -> None:
         if not gone:
             try:
                 await self._mutate(fs.close)
