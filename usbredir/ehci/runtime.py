@@ -24,6 +24,7 @@ from usbredir.ehci.controller import EhciController
 log = logging.getLogger(__name__)
 
 MIN_TICK = 0.001
+ASYNC_BUSY_TICK = 0.00025  # async ring poll right after activity: the guest's next qTDs are found fast
 MAX_TICK = 0.016
 
 
@@ -92,7 +93,7 @@ class EhciRuntime:
         if not isinstance(result, TransferResult):
             result = TransferResult(Status.IOERROR)
         self.controller.complete(key, result)
-        self._tick = MIN_TICK
+        self._tick = ASYNC_BUSY_TICK
         self._async_due = 0.0
         self.kick()
 
@@ -125,8 +126,8 @@ class EhciRuntime:
 
     def _run(self, kicked: bool = False) -> None:
         """One controller run.  The periodic schedule is walked every frame while enabled; the
-        async ring when kicked or when its own poll interval (1 ms after activity, doubling to
-        16 ms while idle) is due — qTDs a guest appends without touching a register are noticed
+        async ring when kicked or when its own poll interval (0.25 ms right after progress, 1 ms
+        while a device works, doubling to 16 ms while idle) is due — qTDs a guest appends without touching a register are noticed
         within that interval, as QEMU's backing-off worker does."""
         if self.closed:
             return
@@ -135,9 +136,14 @@ class EhciRuntime:
         do_async = kicked or now >= self._async_due
         c.run(do_async=do_async)
         if do_async:
-            busy = c.stats["async_qtds"] != self._last_qtds or bool(self.tasks)
+            progressed = c.stats["async_qtds"] != self._last_qtds
             self._last_qtds = c.stats["async_qtds"]
-            self._tick = MIN_TICK if busy else min(MAX_TICK, self._tick * 2)
+            if progressed:
+                self._tick = ASYNC_BUSY_TICK
+            elif self.tasks:  # a device is still working: its completion kicks; keep looking each frame
+                self._tick = MIN_TICK
+            else:
+                self._tick = min(MAX_TICK, max(MIN_TICK, self._tick * 2))
             self._async_due = now + self._tick
         self._arm()
 
@@ -154,7 +160,7 @@ class EhciRuntime:
         if cmd & R.CMD_ASE:
             delays.append(max(0.0, self._async_due - self.loop.time()))
         if delays:
-            self._timer = self.loop.call_later(max(min(delays), 0.0005), self._on_timer)
+            self._timer = self.loop.call_later(max(min(delays), ASYNC_BUSY_TICK), self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
