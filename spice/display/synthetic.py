@@ -13,13 +13,13 @@ import time
 
 import numpy as np
 
-from spice.guests.base import CopyRect, CursorState, Damage, Fill, Frame, Guest, Rect
+from spice.guests.base import CopyRect, Damage, DisplayOnlyGuest, Fill, Frame, Rect
 
 WORKLOADS = ("idle-clock", "typing", "window-drag", "full-redraw", "video")
 RATES = {"idle-clock": 1.0, "typing": 20.0, "window-drag": 30.0, "full-redraw": 10.0, "video": 25.0}
 
 
-class SyntheticGuest(Guest):
+class SyntheticGuest(DisplayOnlyGuest):
     name = "synthetic"
 
     def __init__(self, width: int = 1024, height: int = 768, workload: str = "idle-clock", seed: int = 0) -> None:
@@ -43,29 +43,12 @@ class SyntheticGuest(Guest):
         self.fb[self.term.top:self.term.bottom, self.term.left:self.term.right] = (30, 30, 30, 0)
         self.col = self.row = 0
         self.tick = 0
-        self._serial = 0
+        self.serial = 0
         self._task: asyncio.Task | None = None
         if workload == "window-drag":
             self._blit_window()
 
     # -- Guest interface
-    @property
-    def framebuffer(self) -> np.ndarray:
-        return self.fb
-
-    @property
-    def frame_serial(self) -> int:
-        return self._serial
-
-    @property
-    def cursor(self) -> CursorState:
-        return CursorState(0, 0, True, None)
-
-    def key_event(self, scancode: int, pressed: bool) -> None: ...
-    def pointer_motion(self, dx: int, dy: int, buttons: int) -> None: ...
-    def pointer_position(self, x: int, y: int, buttons: int) -> None: ...
-    def pointer_button(self, button: int, pressed: bool, buttons: int) -> None: ...
-
     async def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run())
@@ -103,8 +86,8 @@ class SyntheticGuest(Guest):
 
     def step(self) -> Frame:
         ops = getattr(self, "_step_" + self.workload.replace("-", "_"))()
-        self._serial += 1
-        frame = Frame(ops, self._serial, time.monotonic())
+        self.serial += 1
+        frame = Frame(ops, self.serial, time.monotonic())
         self._emit_frame(frame)
         return frame
 

@@ -235,3 +235,36 @@ class Guest(abc.ABC):
     def supports_absolute_pointer(self) -> bool:
         """True if the guest takes absolute positions (allows SPICE client mouse mode)."""
         return True
+
+
+class DisplayOnlyGuest(Guest):
+    """A guest that only draws (benchmark scenes, test fixtures): input is ignored, the pointer
+    has no shape of its own.  Subclasses keep their framebuffer in ``self.fb`` and count frames in
+    ``self.serial``."""
+
+    fb: np.ndarray
+    serial: int = 0
+
+    @property
+    def framebuffer(self) -> np.ndarray:
+        return self.fb
+
+    @property
+    def frame_serial(self) -> int:
+        return self.serial
+
+    @property
+    def cursor(self) -> CursorState:
+        return CursorState(0, 0, True, None)
+
+    def key_event(self, scancode: int, pressed: bool) -> None:
+        return None
+
+    def pointer_motion(self, dx: int, dy: int, buttons: int) -> None:
+        return None
+
+    def pointer_position(self, x: int, y: int, buttons: int) -> None:
+        return None
+
+    def pointer_button(self, button: int, pressed: bool, buttons: int) -> None:
+        return None

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from spice.guests.base import CopyRect, CursorState, Damage, Fill, Frame, Guest, Rect
+from spice.guests.base import CopyRect, Damage, DisplayOnlyGuest, Fill, Frame, Rect
 
 
-class FakeGuest(Guest):
+class FakeGuest(DisplayOnlyGuest):
     def __init__(self, width: int = 96, height: int = 64, seed: int = 0) -> None:
         super().__init__()
         self.rng = np.random.default_rng(seed)
@@ -15,23 +15,6 @@ class FakeGuest(Guest):
         self.fb[..., :3] = self.rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
         self.serial = 0
         self._ops: list = []
-
-    @property
-    def framebuffer(self) -> np.ndarray:
-        return self.fb
-
-    @property
-    def frame_serial(self) -> int:
-        return self.serial
-
-    @property
-    def cursor(self) -> CursorState:
-        return CursorState(0, 0, True, None)
-
-    def key_event(self, scancode: int, pressed: bool) -> None: ...
-    def pointer_motion(self, dx: int, dy: int, buttons: int) -> None: ...
-    def pointer_position(self, x: int, y: int, buttons: int) -> None: ...
-    def pointer_button(self, button: int, pressed: bool, buttons: int) -> None: ...
 
     # drawing
     def rand_rect(self, max_w: int | None = None, max_h: int | None = None) -> Rect:
