@@ -4,11 +4,7 @@ on adversarial content (noise, UI, flat areas, overlapping copies)."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import functools
 import sys
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +12,13 @@ import pytest
 from fakeguest import FakeGuest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
-from browser import chromium, chromium_available, new_page  # noqa: E402
+from browser import HTML5_DIR, chromium, chromium_available, html5_canvas_rgba, new_page, start_html5_site  # noqa: E402
 
 from spice.display.caps import ImageType  # noqa: E402
 from spice.guests.base import Rect  # noqa: E402
 from spice.server.config import ServerConfig  # noqa: E402
 from spice.server.server import SpiceServer  # noqa: E402
 
-HTML5_DIR = Path("/usr/share/spice-html5")
 W, H = 256, 160
 pytestmark = [
     pytest.mark.peer,
@@ -32,33 +27,13 @@ pytestmark = [
     pytest.mark.skipif(not (HTML5_DIR / "spice_auto.html").exists(), reason="spice-html5 not installed"),
 ]
 
-CANVAS_JS = """() => {
-  const c = document.getElementById('spice_surface_0');
-  if (!c) return null;
-  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-  let s = '';
-  for (let i = 0; i < d.length; i += 0x8000) s += String.fromCharCode.apply(null, d.subarray(i, i + 0x8000));
-  return [c.width, c.height, btoa(s)];
-}"""
-
-
-class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
 async def canvas_bgr(page) -> np.ndarray | None:
-    res = await page.evaluate(CANVAS_JS)
-    if not res:
-        return None
-    w, h, b64 = res
-    return np.frombuffer(base64.b64decode(b64), np.uint8).reshape(h, w, 4)[..., 2::-1]
+    rgba = await html5_canvas_rgba(page)
+    return None if rgba is None else rgba[..., 2::-1]
 
 
 async def test_spice_html5_decodes_lz_rgb_fills_and_copies_exactly():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(HTML5_DIR)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    site = f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd, site = start_html5_site()
     guest = FakeGuest(W, H, seed=11)
     srv = SpiceServer(guest, ServerConfig(port=0, disable_ticketing=True, extra={"allow_origin": [site]}))
     await srv.start()
@@ -114,9 +89,7 @@ async def test_spice_html5_decodes_lz_rgb_fills_and_copies_exactly():
 
 
 async def test_spice_html5_plays_an_mjpeg_stream_then_shows_the_lossless_picture():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(HTML5_DIR)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    site = f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd, site = start_html5_site()
     guest = FakeGuest(W, H, seed=12)
     guest.fb[..., :3] = 60
     srv = SpiceServer(guest, ServerConfig(port=0, disable_ticketing=True, extra={"allow_origin": [site]}))

@@ -6,9 +6,16 @@ page that records console messages and auto-dismisses dialogs (spice-html5 uses 
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import functools
 import os
+import threading
 from collections.abc import AsyncIterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -69,3 +76,39 @@ async def new_page(
 
     page.on("dialog", on_dialog)
     return page
+
+
+# --- the official spice-html5 client (Debian package spice-html5) -------------------------------
+
+HTML5_DIR = Path("/usr/share/spice-html5")
+
+_HTML5_CANVAS_JS = """() => {
+  const c = document.getElementById('spice_surface_0');
+  if (!c) return null;
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let s = '';
+  for (let i = 0; i < d.length; i += 0x8000) s += String.fromCharCode.apply(null, d.subarray(i, i + 0x8000));
+  return [c.width, c.height, btoa(s)];
+}"""
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def start_html5_site() -> tuple[ThreadingHTTPServer, str]:
+    """spice-html5's files on an ephemeral local HTTP port (another origin than the SPICE port).
+    Returns the server (``shutdown()`` + ``server_close()`` it) and its base URL."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(HTML5_DIR)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
+
+
+async def html5_canvas_rgba(page) -> np.ndarray | None:
+    """spice-html5's primary canvas as an ``(h, w, 4)`` RGBA array (None before it exists)."""
+    res = await page.evaluate(_HTML5_CANVAS_JS)
+    if not res:
+        return None
+    w, h, b64 = res
+    return np.frombuffer(base64.b64decode(b64), np.uint8).reshape(h, w, 4)

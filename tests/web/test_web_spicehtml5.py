@@ -4,22 +4,17 @@ SPICE port: no websockify.  Its canvas must show the guest's pixels exactly."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import sys
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
-from browser import chromium, chromium_available, new_page  # noqa: E402
+from browser import HTML5_DIR, chromium, chromium_available, html5_canvas_rgba, new_page, start_html5_site  # noqa: E402
 from test_web_browser import frozen_guest, wait_for  # noqa: E402
 
 from spice.server.config import ServerConfig  # noqa: E402
 from spice.server.server import SpiceServer  # noqa: E402
-
-HTML5_DIR = Path("/usr/share/spice-html5")
 
 pytestmark = [
     pytest.mark.peer,
@@ -28,42 +23,18 @@ pytestmark = [
     pytest.mark.skipif(not (HTML5_DIR / "spice_auto.html").exists(), reason="spice-html5 not installed"),
 ]
 
-HTML5_CANVAS_JS = """() => {
-  const c = document.getElementById('spice_surface_0');
-  if (!c) return null;
-  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-  let s = '';
-  for (let i = 0; i < d.length; i += 0x8000) s += String.fromCharCode.apply(null, d.subarray(i, i + 0x8000));
-  return [c.width, c.height, btoa(s)];
-}"""
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
 def html5_site():
     """spice-html5's files on an ephemeral local HTTP port (another origin than the SPICE port)."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(HTML5_DIR)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd, site = start_html5_site()
+    yield site
     httpd.shutdown()
     httpd.server_close()
 
 
 async def html5_rgb(page):
-    import base64
-
-    import numpy as np
-
-    res = await page.evaluate(HTML5_CANVAS_JS)
-    if not res:
-        return None
-    w, h, b64 = res
-    return np.frombuffer(base64.b64decode(b64), np.uint8).reshape(h, w, 4)[..., :3]
+    rgba = await html5_canvas_rgba(page)
+    return None if rgba is None else rgba[..., :3]
 
 
 async def test_spice_html5_shows_guest_pixels_directly(html5_site):
