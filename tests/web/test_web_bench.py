@@ -5,18 +5,15 @@ ended on the guest's exact picture (so the figures describe a working session)."
 from __future__ import annotations
 
 import asyncio
-import functools
 import sys
-import threading
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
-from browser import chromium, chromium_available, new_page  # noqa: E402
+from browser import HTML5_DIR, chromium, chromium_available, new_page, start_html5_site  # noqa: E402  # noqa: E402
 from test_web_browser import canvas_matches_guest, wait_for  # noqa: E402
-from test_web_spicehtml5 import HTML5_DIR, _QuietHandler, html5_rgb  # noqa: E402
+from test_web_spicehtml5 import html5_rgb  # noqa: E402
 
 from spice.guests.builtin import BuiltinGuest  # noqa: E402
 from spice.server import metrics  # noqa: E402
@@ -86,10 +83,8 @@ async def measure(page, srv) -> dict:
 
 @pytest.fixture
 def html5_site():
-    handler = functools.partial(_QuietHandler, directory=str(HTML5_DIR))
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd, site = start_html5_site()
+    yield site
     httpd.shutdown()
     httpd.server_close()
 
