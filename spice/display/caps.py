@@ -3,25 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from enum import IntEnum
 
-from spice.proto.display import ImageType  # the one definition (spice.md §6.7); re-exported here
-
-
-class DisplayCap(IntEnum):
-    """Display-channel capability bits (spice.md §6.1)."""
-
-    SIZED_STREAM = 0
-    MONITORS_CONFIG = 1
-    COMPOSITE = 2
-    A8_SURFACE = 3
-    STREAM_REPORT = 4
-    LZ4_COMPRESSION = 5
-    PREF_COMPRESSION = 6
-    GL_SCANOUT = 7
-    MULTI_CODEC = 8
-    CODEC_MJPEG = 9
-
+from spice.proto.display import DisplayCap, ImageType  # the one definition each; re-exported here
 
 PROFILES = ("spice-gtk", "spice-html5", "web")
 
