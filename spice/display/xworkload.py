@@ -3,8 +3,8 @@
     python3 -m spice.display.xworkload WORKLOAD   (DISPLAY must point at the X server)
 
 Scenes mirror the built-in guest's (``spice.guests.builtin.workloads``): ``idle-clock`` (a clock
-label redrawn every second), ``typing`` (10 characters/s into a terminal-like window, scrolling with
-CopyArea), ``window-drag`` (a 340x300 window moved along a curve at 30 Hz, no window manager),
+label redrawn every second), ``typing`` (the built-in terminal's script, prompt, block cursor and shell
+output at 10 characters/s, scrolling with CopyArea), ``window-drag`` (a 340x300 window moved along a curve at 30 Hz, no window manager),
 ``scroll`` (a full-screen terminal, 30 lines/s, CopyArea + text), ``video-320x240`` (25 fps) and
 ``video-1080p`` (full screen, 30 fps) XPutImage of a moving photographic texture (fresh pixels every
 frame), ``many-small-fills`` (~10,000 XFillRectangle/s of 4..32 px in 64 colours),
@@ -27,7 +27,6 @@ WORKLOADS = ("idle-clock", "typing", "window-drag", "scroll", "video-320x240", "
 RATES = {"idle-clock": 1.0, "typing": 10.0, "window-drag": 30.0, "scroll": 30.0, "video-320x240": 25.0,
          "video-1080p": 30.0, "many-small-fills": 30.0, "photo-slideshow": 0.5, "echo": 1.0}
 FONT_9X18 = "-misc-fixed-medium-r-normal--18-120-100-100-c-90-iso8859-1"  # Debian xfonts-base
-TEXT = ("echo the quick brown fox jumps over the lazy dog\n", "date\n", "uptime\n", "ls -l /usr/share\n")
 
 
 def put_image(win, gc, x: int, y: int, img: np.ndarray, max_bytes: int = 200_000) -> None:
@@ -117,27 +116,7 @@ def main(workload: str) -> int:
             img = pics[n % 2][oy:oy + sh, ox:ox + sw]
             put_image(win, gc, 0, 0, img[:, ::-1] if n // 2 % 2 else img)
     elif workload == "typing":
-        tw, th = int(sw * 0.62), int(sh * 0.75)
-        win = window(16, 40, tw, th, 0x101010)
-        gc = win.create_gc(foreground=0xD0D0D0, background=0x101010, font=font)
-        bg = win.create_gc(foreground=0x101010)
-        text = "".join(TEXT)
-        pos = {"col": 0, "row": 0}
-        rows = th // ch - 1
-
-        def step(n):
-            c = text[n % len(text)]
-            if c == "\n" or pos["col"] >= tw // cw - 1:
-                pos["col"] = 0
-                pos["row"] += 1
-                if pos["row"] >= rows:
-                    pos["row"] = rows - 1
-                    win.copy_area(gc, win, 0, ch, tw, (rows - 1) * ch, 0, 0)
-                    win.fill_rectangle(bg, 0, (rows - 1) * ch, tw, ch)
-                if c == "\n":
-                    return
-            win.image_text(gc, pos["col"] * cw + 4, pos["row"] * ch + ch - 3, c.encode())
-            pos["col"] += 1
+        step = _typing(d, window, font, cw, ch)
     elif workload == "window-drag":
         ww, wh = 340, 300
         win = window(100, 100, ww, wh, 0xF0F0F0)
@@ -178,6 +157,74 @@ def main(workload: str) -> int:
         n += 1
         due = max(due + period, time.monotonic() - period)
         time.sleep(max(0.0, due - time.monotonic()))
+
+
+def _typing(d, window, font, cw: int, ch: int):
+    """The built-in guest's typing scene drawn with core X requests: the same script typed into the same
+    terminal (prompt, block cursor, the shell's real output, scrolling with CopyArea).
+
+    The text comes from a model of our guest's terminal and shell (``BuiltinGuest`` with the USB commands
+    ``aiospice serve`` installs, so ``help`` prints the same lines); only the drawing differs: ImageText
+    with the 9x18 core font here, anti-aliased cells there."""
+    import asyncio
+
+    from spice.guests.builtin.guest import BuiltinGuest
+    from spice.guests.builtin.terminal import TERM_BG, TERM_FG
+    from spice.guests.builtin.usb import attach_usb
+    from spice.guests.builtin.workloads import Typing
+    from usbredir.guest.subsystem import UsbSubsystem
+
+    screen = d.screen()
+
+    async def model() -> BuiltinGuest:
+        g = BuiltinGuest(screen.width_in_pixels, screen.height_in_pixels)
+        attach_usb(g, UsbSubsystem())
+        return g
+
+    term = asyncio.run(model()).terminal
+    r, a = term.rect, term.area
+    win = window(r.left, r.top, r.width, r.height, TERM_BG)
+    gc = win.create_gc(foreground=TERM_FG, background=TERM_BG, font=font)
+    inverse = win.create_gc(foreground=TERM_BG, background=TERM_FG, font=font)
+    ascent = ch - 4
+    text = "".join(Typing.SCRIPT)
+    state: dict = {"top": None, "shown": [None] * term.rows}
+
+    def draw_row(row: int, want: tuple[str, int], old: tuple[str, int] | None) -> None:
+        line = want[0].ljust(term.cols)[:term.cols]
+        lo, hi = 0, term.cols
+        if old is not None:
+            prev = old[0].ljust(term.cols)[:term.cols]
+            diff = [i for i in range(term.cols) if line[i] != prev[i]] + [c for c in (want[1], old[1]) if c >= 0]
+            if not diff:
+                return
+            lo, hi = min(diff), max(diff) + 1
+        y, c = a.top + row * ch + ascent, want[1]
+        spans = ((lo, c, gc), (c, c + 1, inverse), (c + 1, hi, gc)) if lo <= c < hi else ((lo, hi, gc),)
+        for i0, i1, g in spans:
+            if i1 > i0:
+                win.image_text(g, a.left + i0 * cw, y, line[i0:i1].encode())
+
+    def step(n: int) -> None:
+        term.type_text(text[n % len(text)])
+        rows, top, (cur_row, cur_col) = term._layout()
+        abs_top, shown = term.base + top, state["shown"]
+        if state["top"] is not None and abs_top != state["top"]:
+            delta = abs_top - state["top"]
+            if 0 < delta < term.rows:
+                win.copy_area(gc, win, a.left, a.top + delta * ch, a.width, (term.rows - delta) * ch, a.left, a.top)
+                shown[:] = shown[delta:] + [None] * delta
+            else:
+                shown[:] = [None] * term.rows
+        state["top"] = abs_top
+        for row in range(term.rows):
+            i = top + row
+            want = (rows[i] if i < len(rows) else "", cur_col if i == cur_row else -1)
+            if shown[row] != want:
+                draw_row(row, want, shown[row])
+                shown[row] = want
+
+    return step
 
 
 def _echo(d, window, font, tick_clock, cw: int, ch: int) -> int:
