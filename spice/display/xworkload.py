@@ -4,7 +4,8 @@
 
 Scenes mirror the built-in guest's (``spice.guests.builtin.workloads``): ``idle-clock`` (a clock
 label redrawn every second), ``typing`` (the built-in terminal's script, prompt, block cursor and shell
-output at 10 characters/s, scrolling with CopyArea), ``window-drag`` (a 340x300 window moved along a curve at 30 Hz, no window manager),
+output at 10 characters/s, scrolling with CopyArea), ``window-drag`` (a 340x300 window moved along a curve at 30 Hz over the terminal,
+no window manager),
 ``scroll`` (a full-screen terminal, 30 lines/s, CopyArea + text), ``video-320x240`` (25 fps) and
 ``video-1080p`` (full screen, 30 fps) XPutImage of a moving photographic texture (fresh pixels every
 frame), ``many-small-fills`` (~10,000 XFillRectangle/s of 4..32 px in 64 colours),
@@ -118,6 +119,8 @@ def main(workload: str) -> int:
     elif workload == "typing":
         step = _typing(d, window, font, cw, ch)
     elif workload == "window-drag":
+        term = TerminalMirror(d, window, font, cw, ch)  # the built-in desktop's terminal, under the moving window
+        term.win.change_attributes(event_mask=X.ExposureMask)
         ww, wh = 340, 300
         win = window(100, 100, ww, wh, 0xF0F0F0)
         gc = win.create_gc(foreground=0x202020, background=0xF0F0F0, font=font)
@@ -133,7 +136,10 @@ def main(workload: str) -> int:
             cx, cy = (sw - ww) / 2, (sh - wh) / 2
             win.configure(x=int(cx + 0.35 * sw * math.cos(t * 0.7)), y=int(cy + 0.3 * sh * math.sin(t * 0.9)))
             while d.pending_events():
-                if d.next_event().type == X.Expose:
+                ev = d.next_event()
+                if ev.type == X.Expose and ev.window == term.win:
+                    term.expose(ev.y, ev.height)
+                elif ev.type == X.Expose:
                     draw()
     else:
         from spice.guests.builtin.workloads import photo
@@ -159,73 +165,97 @@ def main(workload: str) -> int:
         time.sleep(max(0.0, due - time.monotonic()))
 
 
-def _typing(d, window, font, cw: int, ch: int):
-    """The built-in guest's typing scene drawn with core X requests: the same script typed into the same
-    terminal (prompt, block cursor, the shell's real output, scrolling with CopyArea).
+class TerminalMirror:
+    """Our built-in terminal drawn with core X requests: the same text as the guest's terminal (prompt,
+    block cursor, the shell's real output), scrolling with CopyArea, rows redrawn on Expose.
 
-    The text comes from a model of our guest's terminal and shell (``BuiltinGuest`` with the USB commands
-    ``aiospice serve`` installs, so ``help`` prints the same lines); only the drawing differs: ImageText
-    with the 9x18 core font here, anti-aliased cells there."""
-    import asyncio
+    The text comes from a model of our guest (``BuiltinGuest`` with the USB commands ``aiospice serve``
+    installs, so ``help`` prints the same lines) and the window sits where ours does; only the drawing
+    differs: ImageText with the 9x18 core font here, anti-aliased cells there."""
 
-    from spice.guests.builtin.guest import BuiltinGuest
-    from spice.guests.builtin.terminal import TERM_BG, TERM_FG
-    from spice.guests.builtin.usb import attach_usb
-    from spice.guests.builtin.workloads import Typing
-    from usbredir.guest.subsystem import UsbSubsystem
+    def __init__(self, d, window, font, cw: int, ch: int) -> None:
+        import asyncio
 
-    screen = d.screen()
+        from spice.guests.builtin.guest import BuiltinGuest
+        from spice.guests.builtin.terminal import TERM_BG, TERM_FG
+        from spice.guests.builtin.usb import attach_usb
+        from usbredir.guest.subsystem import UsbSubsystem
 
-    async def model() -> BuiltinGuest:
-        g = BuiltinGuest(screen.width_in_pixels, screen.height_in_pixels)
-        attach_usb(g, UsbSubsystem())
-        return g
+        screen = d.screen()
 
-    term = asyncio.run(model()).terminal
-    r, a = term.rect, term.area
-    win = window(r.left, r.top, r.width, r.height, TERM_BG)
-    gc = win.create_gc(foreground=TERM_FG, background=TERM_BG, font=font)
-    inverse = win.create_gc(foreground=TERM_BG, background=TERM_FG, font=font)
-    ascent = ch - 4
-    text = "".join(Typing.SCRIPT)
-    state: dict = {"top": None, "shown": [None] * term.rows}
+        async def model() -> BuiltinGuest:
+            g = BuiltinGuest(screen.width_in_pixels, screen.height_in_pixels)
+            attach_usb(g, UsbSubsystem())
+            return g
 
-    def draw_row(row: int, want: tuple[str, int], old: tuple[str, int] | None) -> None:
-        line = want[0].ljust(term.cols)[:term.cols]
-        lo, hi = 0, term.cols
-        if old is not None:
-            prev = old[0].ljust(term.cols)[:term.cols]
-            diff = [i for i in range(term.cols) if line[i] != prev[i]] + [c for c in (want[1], old[1]) if c >= 0]
+        self.term = term = asyncio.run(model()).terminal
+        r, self.area = term.rect, term.area
+        self.win = window(r.left, r.top, r.width, r.height, TERM_BG)
+        self.gc = self.win.create_gc(foreground=TERM_FG, background=TERM_BG, font=font)
+        self.inverse = self.win.create_gc(foreground=TERM_BG, background=TERM_FG, font=font)
+        self.cw, self.ch = cw, ch
+        self.top: int | None = None
+        self.shown: list[tuple[str, int] | None] = [None] * term.rows
+        self.sync()
+
+    def _draw_row(self, row: int, want: tuple[str, int], old: tuple[str, int] | None) -> None:
+        cols, a = self.term.cols, self.area
+        line = want[0].ljust(cols)[:cols]
+        lo, hi = 0, cols
+        if old is not None:  # only the span that differs (text or cursor), as the guest does
+            prev = old[0].ljust(cols)[:cols]
+            diff = [i for i in range(cols) if line[i] != prev[i]] + [c for c in (want[1], old[1]) if c >= 0]
             if not diff:
                 return
             lo, hi = min(diff), max(diff) + 1
-        y, c = a.top + row * ch + ascent, want[1]
-        spans = ((lo, c, gc), (c, c + 1, inverse), (c + 1, hi, gc)) if lo <= c < hi else ((lo, hi, gc),)
+        y, c = a.top + row * self.ch + self.ch - 4, want[1]
+        spans = ((lo, c, self.gc), (c, c + 1, self.inverse), (c + 1, hi, self.gc)) if lo <= c < hi else ((lo, hi, self.gc),)
         for i0, i1, g in spans:
             if i1 > i0:
-                win.image_text(g, a.left + i0 * cw, y, line[i0:i1].encode())
+                self.win.image_text(g, a.left + i0 * self.cw, y, line[i0:i1].encode())
 
-    def step(n: int) -> None:
-        term.type_text(text[n % len(text)])
+    def sync(self) -> None:
+        """Draw what changed in the model since the last sync."""
+        term, a, ch = self.term, self.area, self.ch
         rows, top, (cur_row, cur_col) = term._layout()
-        abs_top, shown = term.base + top, state["shown"]
-        if state["top"] is not None and abs_top != state["top"]:
-            delta = abs_top - state["top"]
+        abs_top = term.base + top
+        if self.top is not None and abs_top != self.top:
+            delta = abs_top - self.top
             if 0 < delta < term.rows:
-                win.copy_area(gc, win, a.left, a.top + delta * ch, a.width, (term.rows - delta) * ch, a.left, a.top)
-                shown[:] = shown[delta:] + [None] * delta
+                self.win.copy_area(self.gc, self.win, a.left, a.top + delta * ch, a.width, (term.rows - delta) * ch,
+                                   a.left, a.top)
+                self.shown = self.shown[delta:] + [None] * delta
             else:
-                shown[:] = [None] * term.rows
-        state["top"] = abs_top
+                self.shown = [None] * term.rows
+        self.top = abs_top
         for row in range(term.rows):
             i = top + row
             want = (rows[i] if i < len(rows) else "", cur_col if i == cur_row else -1)
-            if shown[row] != want:
-                draw_row(row, want, shown[row])
-                shown[row] = want
+            if self.shown[row] != want:
+                self._draw_row(row, want, self.shown[row])
+                self.shown[row] = want
+
+    def expose(self, y: int, height: int) -> None:
+        """Redraw the rows that window rows ``y .. y + height`` cross."""
+        first = max(0, (y - self.area.top) // self.ch)
+        last = min(self.term.rows, (y + height - self.area.top + self.ch - 1) // self.ch)
+        for row in range(first, last):
+            self.shown[row] = None
+        self.sync()
+
+
+def _typing(d, window, font, cw: int, ch: int):
+    """The typing scene's step: the same script as the built-in Typing workload."""
+    from spice.guests.builtin.workloads import Typing
+
+    mirror = TerminalMirror(d, window, font, cw, ch)
+    text = "".join(Typing.SCRIPT)
+
+    def step(n: int) -> None:
+        mirror.term.type_text(text[n % len(text)])
+        mirror.sync()
 
     return step
-
 
 def _echo(d, window, font, tick_clock, cw: int, ch: int) -> int:
     """Draw every key press at once (an xterm echoing keys), keep the clock ticking."""
