@@ -61,7 +61,8 @@ def main(workload: str) -> int:
         return win
 
     rate = RATES[workload]
-    clock = window(sw - 220, 4, 200, 20, 0xE0E0E0)
+    clock_w = 23 * cw + 16  # "Thu 2026-11-26 17:25:09" whole (the built-in top bar's clock box holds 23 cells)
+    clock = window(sw - clock_w - 10, 4, clock_w, 20, 0xE0E0E0)
     clock_gc = clock.create_gc(foreground=0x000000, background=0xE0E0E0, font=font)
     last = [""]
 
