@@ -110,13 +110,14 @@ class DisplayChannel(Channel):
         """New drawing: written by :meth:`_write_now` when the socket is idle — right after the
         pipeline absorbed the guest's frame, or on the next loop turn (input-to-pixel latency: no trip
         through the connection's write task, which still paces everything else); never from inside
-        the pipeline's frame handling."""
-        if self.direct_write and not self._write_soon:
+        the pipeline's frame handling.  The write task is woken only for what that leaves behind."""
+        if not self.direct_write:
+            self.conn.wakeup()
+        elif not self._write_soon:
             self._write_soon = True
             after_frame = getattr(self.server.display_pipeline, "after_frame", None)
             if after_frame is None or not after_frame(self._write_now):  # not inside a guest frame
                 asyncio.get_running_loop().call_soon(self._write_now)
-        self.conn.wakeup()
 
     def _write_now(self) -> None:
         self._write_soon = False
@@ -136,6 +137,9 @@ class DisplayChannel(Channel):
                 flush = getattr(conn.writer, "flush", None)
                 if flush is not None:  # WebSocket: frame and send now, not on the next loop turn
                     flush()
+                if proto.queued == 0 and not self.has_pending():
+                    return  # all written: nothing for the write task
+        self.conn.wakeup()
 
     def has_pending(self) -> bool:
         return bool(self.queue) or (self.client is not None and self.client.pending)
@@ -153,8 +157,9 @@ class DisplayChannel(Channel):
             self._send_command(self.queue.popleft())
 
     def _send_command(self, cmd: Any) -> None:
+        send = self.conn.protocol.send  # produce()'s callers write (or wake the write task) afterwards
         if cmd is None:
-            self.send(DisplayMsg.MARK)
+            send(DisplayMsg.MARK)
             self.marked = True
         elif isinstance(cmd, DrawCopy):
             r = cmd.rect
@@ -163,11 +168,10 @@ class DisplayChannel(Channel):
                                           [pd.build_draw_copy_head(r.left, r.top, r.right, r.bottom), cmd.image])
         elif isinstance(cmd, DrawFill):
             r = cmd.rect
-            self.send(DisplayMsg.DRAW_FILL, pd.build_draw_fill(r.left, r.top, r.right, r.bottom, cmd.color))
+            send(DisplayMsg.DRAW_FILL, pd.build_draw_fill(r.left, r.top, r.right, r.bottom, cmd.color))
         elif isinstance(cmd, CopyBits):
             r = cmd.rect
-            self.send(DisplayMsg.COPY_BITS, pd.build_copy_bits(cmd.src_x, cmd.src_y, r.left, r.top, r.right,
-                                                               r.bottom))
+            send(DisplayMsg.COPY_BITS, pd.build_copy_bits(cmd.src_x, cmd.src_y, r.left, r.top, r.right, r.bottom))
         elif isinstance(cmd, Resize):
             self._create_surface(cmd.width, cmd.height, destroy=True)
             if not self.queue or self.queue[-1] is not None:
@@ -178,18 +182,17 @@ class DisplayChannel(Channel):
                                           [pd.STREAM_DATA.pack(cmd.stream_id, mm & 0xFFFFFFFF, len(cmd.data)), cmd.data])
         elif isinstance(cmd, StreamCreate):
             r = cmd.rect
-            self.send(DisplayMsg.STREAM_CREATE, pd.build_stream_create(cmd.stream_id, r.left, r.top, r.right,
-                                                                       r.bottom))
+            send(DisplayMsg.STREAM_CREATE, pd.build_stream_create(cmd.stream_id, r.left, r.top, r.right, r.bottom))
             if self.reports:
                 self._unique = (self._unique + 1) & 0xFFFFFFFF
                 self._report_ids[cmd.stream_id] = self._unique
-                self.send(STREAM_ACTIVATE_REPORT, ACTIVATE_REPORT.pack(cmd.stream_id, self._unique, REPORT_WINDOW,
-                                                                       REPORT_TIMEOUT_MS))
+                send(STREAM_ACTIVATE_REPORT, ACTIVATE_REPORT.pack(cmd.stream_id, self._unique, REPORT_WINDOW,
+                                                                  REPORT_TIMEOUT_MS))
         elif isinstance(cmd, StreamDestroy):
-            self.send(DisplayMsg.STREAM_DESTROY, struct.pack("<I", cmd.stream_id))
+            send(DisplayMsg.STREAM_DESTROY, struct.pack("<I", cmd.stream_id))
             self._report_ids.pop(cmd.stream_id, None)
         elif isinstance(cmd, InvalList):
             body = struct.pack("<H", len(cmd.ids)) + b"".join(INVAL_ENTRY.pack(1, i) for i in cmd.ids)
-            self.send(DisplayMsg.INVAL_LIST, body)
+            send(DisplayMsg.INVAL_LIST, body)
         else:
             raise TypeError(f"unknown draw command {cmd!r}")

@@ -497,6 +497,7 @@ class DisplayPipeline:
         self._not_video: tuple[Rect, float] | None = None
         self._stream = None
         self._exact = None
+        self._drawn = self.grid.new_mask()
         self._encoded.clear()
 
     def _on_resize(self, width: int, height: int) -> None:
@@ -553,6 +554,7 @@ class DisplayPipeline:
         changed = grid.new_mask()
         damage_only = all(isinstance(op, Damage) for op in frame.ops)
         self._exact = None
+        self._drawn = changed  # cells drawn (not just moved by a copy) in this frame
         if damage_only and self.refine:
             exact = []
             for op in frame.ops:
@@ -585,7 +587,14 @@ class DisplayPipeline:
                 if not src.is_empty():
                     events.append(("copy", src, dest))
                     touched.append(dest)
-        for r in touched:
+        copied = []
+        for ev, r in zip(events, touched, strict=True):
+            if ev[0] == "copy":
+                copied.append(r)
+            else:
+                changed[grid.outer(r)] = True
+        self._drawn = changed.copy() if copied else changed  # moved pixels are no video
+        for r in copied:
             changed[grid.outer(r)] = True
         return events, touched, changed
 
@@ -622,7 +631,7 @@ class DisplayPipeline:
 
     # -- video streams
     def _video(self, changed: np.ndarray, serial: int, now: float) -> None:
-        hot = self._detector.update(changed, now)
+        hot = self._detector.update(self._drawn, now)
         s = self._stream
         if s is not None:
             if changed[s.cells].any():

@@ -51,6 +51,8 @@ class VideoDetector:
     def update(self, changed: np.ndarray, now: float) -> Rect | None:
         """Account one frame's changed cells; return the bounding box of the hot cells, if big enough."""
         idx = np.nonzero(changed)  # only the changed cells are touched (a typed key: a few cells)
+        if not len(idx[0]):
+            return None
         hits = np.where((now - self.last[idx]) < self.interval, np.minimum(self.hits[idx] + 1, 60000), 1)
         self.hits[idx] = hits
         self.last[idx] = now

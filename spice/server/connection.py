@@ -407,6 +407,7 @@ class ChannelConnection:
         channel = self.channel
         assert channel is not None
         proto = self.protocol
+        loop = asyncio.get_running_loop()
         next_ping = time.monotonic() + cfg.ping_interval if cfg.ping_interval else None
         try:
             while not self._closing:
@@ -415,6 +416,8 @@ class ChannelConnection:
                 if data:
                     self.writer.write(data)
                     self._count()
+                    if self._sent_all():
+                        continue  # all in the kernel's buffer: drain() would return at once
                     try:
                         await asyncio.wait_for(self.writer.drain(), cfg.ack_timeout)
                     except TimeoutError:
@@ -446,16 +449,24 @@ class ChannelConnection:
                     rest = cfg.ack_timeout - (now - (self._stall_since or now))
                     timeout = rest if timeout is None else min(timeout, rest)
                 self._wake.clear()
-                if timeout is None:
+                # a timer that sets the event, not wait_for(): no task per wait
+                timer = None if timeout is None else loop.call_later(max(timeout, 0.001), self._wake.set)
+                try:
                     await self._wake.wait()
-                else:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), max(timeout, 0.001))
+                finally:
+                    if timer is not None:
+                        timer.cancel()
         except (ConnectionError, OSError) as err:
             self.close(f"write failed: {err}")
         except Exception:
             log.exception("%s: channel failed", self.name)
             self.close("internal error")
+
+    def _sent_all(self) -> bool:
+        """True when a plain TCP writer holds nothing back (everything written went to the kernel)."""
+        transport = getattr(self.writer, "transport", None)
+        return (type(self.writer) is asyncio.StreamWriter and transport is not None
+                and not transport.is_closing() and transport.get_write_buffer_size() == 0)
 
     def _pump(self, channel: Channel, proto: ChannelProtocol) -> None:
         """Let the channel produce while the ACK window has room."""
