@@ -233,10 +233,17 @@ class Slideshow(VideoFullScreen):
 
 
 class ManySmallFills(Workload):
-    """About 10,000 small solid rectangles per second, reported as Fill ops (batched per frame)."""
+    """About 10,000 small solid rectangles per second, reported as Fill ops (batched per frame).
+
+    Same content as the X scene (spice.display.xworkload): 4..32 px rectangles in a fixed palette of
+    64 colours (its 64 GCs), drawn from the same random sequence (seed 0); the X scene issues them colour by
+    colour (one PolyFillRectangle per GC), this one in the random order they are drawn (harder: more
+    overlaps between colours to keep in order).
+    """
 
     rate = 30.0
     PER_SECOND = 10_000
+    COLOURS = 64
 
     def __init__(self, guest: BuiltinGuest) -> None:
         super().__init__(guest)
@@ -245,6 +252,7 @@ class ManySmallFills(Workload):
         guest.desktop.add(self.window)
         guest.desktop.raise_(self.window)
         self.rng = np.random.default_rng(guest.seed)
+        self.palette = self.rng.integers(0, 1 << 24, self.COLOURS).astype(np.uint32) | np.uint32(0xFF000000)
 
     def step(self) -> None:
         n = int(self.PER_SECOND / self.rate)
@@ -255,7 +263,7 @@ class ManySmallFills(Workload):
         rects[:, 1] = rng.integers(0, h - 4, n)
         rects[:, 2] = np.minimum(w, rects[:, 0] + rng.integers(4, 33, n))
         rects[:, 3] = np.minimum(h, rects[:, 1] + rng.integers(4, 33, n))
-        colors = rng.integers(0, 1 << 24, n, dtype=np.uint32) | np.uint32(0xFF000000)
+        colors = self.palette[rng.integers(0, self.COLOURS, n)]
         self.guest.desktop.fill_window_many(self.window, rects, colors)
 
 
