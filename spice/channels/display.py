@@ -29,6 +29,11 @@ from spice.server.session import client_profile
 from .base import Channel, ChannelError, log
 
 INVAL_ENTRY = struct.Struct("<BQ")
+#: DRAW_FILL with a RECTS clip: DisplayBase up to num_rects, [rects], solid brush + rop + empty QMask
+FILL_RECTS_HEAD = struct.Struct("<IiiiiBI")
+FILL_SOLID_TAIL = struct.Struct("<BIHBiiI")
+CLIP_RECTS = 1
+
 #: STREAM_ACTIVATE_REPORT (spice.md §6.10): stream_id, unique_id, max_window_size, timeout_ms
 STREAM_ACTIVATE_REPORT = 319
 ACTIVATE_REPORT = struct.Struct("<IIII")
@@ -40,6 +45,16 @@ REPORT_WINDOW, REPORT_TIMEOUT_MS = 5, 1000  # what libspice-server asks for
 #: a frame that is decoded after its stamp; 30 ms lost a third of full-screen frames on a busy host
 #: (libspice-server keeps a larger margin, up to 400 ms)
 STREAM_DELAY_MS = 100
+
+
+def draw_fill_parts(cmd: DrawFill) -> list[bytes]:
+    """DRAW_FILL body of ``cmd`` on surface 0, in pieces (a RECTS clip's rects are the command's own,
+    shared bytes: never copied here); spice.proto ``Clip`` is inline: type, num_rects, rects."""
+    r = cmd.rect
+    if not cmd.clip:
+        return [pd.build_draw_fill(r.left, r.top, r.right, r.bottom, cmd.color)]
+    return [FILL_RECTS_HEAD.pack(0, r.top, r.left, r.bottom, r.right, CLIP_RECTS, len(cmd.clip) // 16), cmd.clip,
+            FILL_SOLID_TAIL.pack(pd.BRUSH_SOLID, cmd.color, pd.ROP_OP_PUT, 0, 0, 0, 0)]
 
 
 class DisplayChannel(Channel):
@@ -167,8 +182,11 @@ class DisplayChannel(Channel):
             self.conn.protocol.send_parts(DisplayMsg.DRAW_COPY,
                                           [pd.build_draw_copy_head(r.left, r.top, r.right, r.bottom), cmd.image])
         elif isinstance(cmd, DrawFill):
-            r = cmd.rect
-            send(DisplayMsg.DRAW_FILL, pd.build_draw_fill(r.left, r.top, r.right, r.bottom, cmd.color))
+            if cmd.clip:  # RECTS clip: the command's rect bytes go out as they are
+                self.conn.protocol.send_parts(DisplayMsg.DRAW_FILL, draw_fill_parts(cmd))
+            else:
+                r = cmd.rect
+                send(DisplayMsg.DRAW_FILL, pd.build_draw_fill(r.left, r.top, r.right, r.bottom, cmd.color))
         elif isinstance(cmd, CopyBits):
             r = cmd.rect
             send(DisplayMsg.COPY_BITS, pd.build_copy_bits(cmd.src_x, cmd.src_y, r.left, r.top, r.right, r.bottom))

@@ -2,7 +2,8 @@
 
 Each command maps onto one SPICE display message on surface 0 (spice.md §6.7, §6.8):
 
-* :class:`DrawFill`  -> DRAW_FILL with a solid brush, rop OP_PUT, no clip, no mask.
+* :class:`DrawFill`  -> DRAW_FILL with a solid brush, rop OP_PUT, no mask; clip NONE, or RECTS when
+  ``clip`` holds marshalled rectangles (the fill then paints ``rect`` ∩ their union).
 * :class:`DrawCopy`  -> DRAW_COPY: ``image`` is a complete marshalled SpiceImage (18-byte
   descriptor + type-specific body) to be placed at the ``src_bitmap`` offset; ``src_area`` is
   ``(0, 0, rect.height, rect.width)``, rop OP_PUT, scale mode 0, no mask.
@@ -20,6 +21,7 @@ Each command maps onto one SPICE display message on surface 0 (spice.md §6.7, �
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 from spice.guests.base import Rect
@@ -27,10 +29,22 @@ from spice.guests.base import Rect
 
 @dataclass(frozen=True, slots=True)
 class DrawFill:
-    """Fill ``rect`` with ``color`` (0x00RRGGBB, the SPICE solid brush value)."""
+    """Fill ``rect`` with ``color`` (0x00RRGGBB, the SPICE solid brush value).
+
+    ``clip``: empty, or the rectangles actually painted (inside ``rect``) as consecutive SpiceRects
+    (``<i4`` top, left, bottom, right each) — the body of a RECTS clip after its ``num_rects``.
+    """
 
     rect: Rect
     color: int
+    clip: bytes = b""
+
+    @property
+    def clip_rects(self) -> tuple[Rect, ...]:
+        """The clip rectangles (empty: the whole ``rect`` is painted)."""
+        c = self.clip
+        return tuple(Rect(left, top, right, bottom)
+                     for top, left, bottom, right in struct.iter_unpack("<iiii", c))
 
 
 @dataclass(frozen=True, slots=True)

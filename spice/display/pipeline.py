@@ -40,6 +40,7 @@ from spice.display.commands import (
     StreamData,
     StreamDestroy,
 )
+from spice.display.fills import batch_fills, cell_masks
 from spice.display.region import CellGrid
 from spice.display.streams import MAX_STREAMS, VideoDetector, VideoStream, looks_photographic, overlap
 from spice.guests.base import CopyRect, Damage, Fill, Frame, Guest, GuestListener, Rect
@@ -92,7 +93,7 @@ def command_size(cmd: DrawCommand) -> int:
     if isinstance(cmd, DrawCopy):
         return DRAW_COPY_OVERHEAD + len(cmd.image)
     if isinstance(cmd, DrawFill):
-        return FILL_CMD_BYTES
+        return FILL_CMD_BYTES + (4 + len(cmd.clip) if cmd.clip else 0)
     if isinstance(cmd, CopyBits):
         return COPY_BITS_BYTES
     if isinstance(cmd, StreamData):
@@ -357,7 +358,8 @@ class DisplayClient:
     def _degrade(self) -> None:
         grid = self._pipeline.grid
         for cmd in self._cmds:
-            self._dirty[grid.outer(cmd.rect)] = True
+            for r in cmd.clip_rects if isinstance(cmd, DrawFill) and cmd.clip else (cmd.rect,):
+                self._dirty[grid.outer(r)] = True
         self._cmds.clear()
 
     def _absorb(self, events: list[tuple]) -> None:
@@ -380,14 +382,13 @@ class DisplayClient:
                 dirty |= ev[1]
             elif kind == "damage":
                 dirty[grid.outer(ev[1])] = True
-            elif kind == "fill":
-                rect = ev[1]
+            elif kind == "fills":  # a run of fills, batched: commands, ~cells they cover, cells they touch
                 if passthrough:
-                    dirty[grid.inner(rect)] = False
-                    lossy[grid.inner(rect)] = False
-                    self._cmds.append(DrawFill(rect, ev[2] & 0xFFFFFF))
+                    dirty &= ev[2]
+                    lossy &= ev[2]
+                    self._cmds.extend(ev[1])
                 else:
-                    dirty[grid.outer(rect)] = True
+                    dirty |= ev[3]
             else:  # copy
                 src, dest = ev[1], ev[2]
                 if not passthrough or (stream is not None and not src.intersect(stream.rect).is_empty()):
@@ -571,16 +572,18 @@ class DisplayPipeline:
                 if len(exact) <= MAX_EXACT_RECTS:
                     self._exact = exact
             return events, touched, changed
-        for op in frame.ops:
+        fills: list[Fill] = []
+        for op in itertools.chain(frame.ops, (None,)):
+            if isinstance(op, Fill):
+                fills.append(op)
+                continue
+            if fills:
+                self._fill_run(fills, fb, events, changed)
+                fills = []
             if isinstance(op, Damage):
                 r = grid.clip(op.rect)
                 if not r.is_empty():
                     events.append(("damage", r))
-                    touched.append(r)
-            elif isinstance(op, Fill):
-                r = grid.clip(op.rect)
-                if not r.is_empty():
-                    events.append(("fill", r, op.color))
                     touched.append(r)
             elif isinstance(op, CopyRect):
                 src, dest = self._clip_copy(op)
@@ -588,7 +591,7 @@ class DisplayPipeline:
                     events.append(("copy", src, dest))
                     touched.append(dest)
         copied = []
-        for ev, r in zip(events, touched, strict=True):
+        for ev, r in zip((ev for ev in events if ev[0] != "fills"), touched, strict=True):  # fills: in _fill_run
             if ev[0] == "copy":
                 copied.append(r)
             else:
@@ -597,6 +600,24 @@ class DisplayPipeline:
         for r in copied:
             changed[grid.outer(r)] = True
         return events, touched, changed
+
+    def _fill_run(self, fills: list[Fill], fb: np.ndarray, events: list[tuple], changed: np.ndarray) -> None:
+        """Consecutive fills: clipped, copied into the snapshot, batched into one event (see fills.py)."""
+        grid = self.grid
+        ops = np.array([(op.rect.left, op.rect.top, op.rect.right, op.rect.bottom, op.color) for op in fills],
+                       np.int64)
+        rects = ops[:, :4]
+        np.clip(rects[:, 0::2], 0, grid.width, out=rects[:, 0::2])
+        np.clip(rects[:, 1::2], 0, grid.height, out=rects[:, 1::2])
+        live = (rects[:, 0] < rects[:, 2]) & (rects[:, 1] < rects[:, 3])
+        rects, colors = rects[live], ops[live, 4]
+        if not len(rects):
+            return
+        for x0, y0, x1, y1 in rects.tolist():
+            self._shot[y0:y1, x0:x1] = fb[y0:y1, x0:x1]
+        outer, inner = cell_masks(grid, rects)
+        changed |= outer
+        events.append(("fills", batch_fills(rects, colors), ~inner, outer))
 
     def _refine_into(self, mask: np.ndarray, fb: np.ndarray, ys: slice, xs: slice) -> Rect | None:
         """Mark only the cells in the given cell range whose pixels really changed since the last frame;

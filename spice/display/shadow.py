@@ -31,9 +31,10 @@ class ShadowCanvas:
     def apply(self, cmds: list[DrawCommand]) -> None:
         for cmd in cmds:
             if isinstance(cmd, DrawFill):
-                r = cmd.rect
                 c = cmd.color
-                self.pixels[r.top:r.bottom, r.left:r.right] = (c & 255, c >> 8 & 255, c >> 16 & 255, 0)
+                for r in (cmd.rect.intersect(k) for k in cmd.clip_rects) if cmd.clip else (cmd.rect,):
+                    if not r.is_empty():  # RECTS clip: the box ∩ each clip rect
+                        self.pixels[r.top:r.bottom, r.left:r.right] = (c & 255, c >> 8 & 255, c >> 16 & 255, 0)
             elif isinstance(cmd, DrawCopy):
                 r = cmd.rect
                 d, img = decode_image(cmd.image)

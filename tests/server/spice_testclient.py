@@ -143,8 +143,17 @@ class Canvas:
                 assert px is not None, "FROM_CACHE needs a cache-aware canvas"
             self.fb[top:bottom, left:right, :3] = px[..., :3]
         elif m.type == DisplayMsg.DRAW_FILL:
-            _sid, top, left, bottom, right, _clip, _bt, color = struct.unpack_from("<IiiiiBBI", b)
-            self.fb[top:bottom, left:right, :3] = np.frombuffer(color.to_bytes(4, "little"), np.uint8)[:3]
+            _sid, top, left, bottom, right, clip = struct.unpack_from("<IiiiiB", b)
+            boxes, at = [(top, left, bottom, right)], 21
+            if clip == 1:  # RECTS, inline: the box ∩ each rect
+                n = struct.unpack_from("<I", b, at)[0]
+                boxes = [(max(top, t), max(left, lf), min(bottom, bt), min(right, rt))
+                         for t, lf, bt, rt in struct.iter_unpack("<iiii", b[at + 4:at + 4 + 16 * n])]
+                at += 4 + 16 * n
+            _bt, color = struct.unpack_from("<BI", b, at)
+            for top, left, bottom, right in boxes:
+                if top < bottom and left < right:
+                    self.fb[top:bottom, left:right, :3] = np.frombuffer(color.to_bytes(4, "little"), np.uint8)[:3]
         elif m.type == DisplayMsg.COPY_BITS:
             _sid, top, left, bottom, right, _clip, sx, sy = struct.unpack_from("<IiiiiBii", b)
             self.fb[top:bottom, left:right] = self.fb[sy:sy + bottom - top, sx:sx + right - left].copy()

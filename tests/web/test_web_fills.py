@@ -1,0 +1,51 @@
+"""Our web client draws batched DRAW_FILLs (RECTS clips) pixel-exactly: the many-small-fills scene."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from test_web_browser import canvas_matches_guest, open_client, wait_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
+from browser import chromium, chromium_available  # noqa: E402
+
+import spice.display.pipeline as pipeline_module  # noqa: E402
+from spice.guests.builtin import BuiltinGuest  # noqa: E402
+from spice.server.config import ServerConfig  # noqa: E402
+from spice.server.server import SpiceServer  # noqa: E402
+
+pytestmark = [
+    pytest.mark.peer,
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(not chromium_available(), reason="chromium or playwright missing"),
+]
+
+
+async def test_browser_draws_grouped_fills_exactly(monkeypatch):
+    grouped = []  # rects per grouped DRAW_FILL the pipeline made
+    real_batch = pipeline_module.batch_fills
+
+    def counting_batch(rects, colors):
+        cmds = real_batch(rects, colors)
+        grouped.extend(len(c.clip) // 16 for c in cmds if c.clip)
+        return cmds
+
+    monkeypatch.setattr(pipeline_module, "batch_fills", counting_batch)
+    guest = BuiltinGuest(640, 480, workload="many-small-fills", clock=lambda: datetime(2026, 1, 2, 3, 4, 5),
+                         uptime=lambda: 42.0)
+    srv = SpiceServer(guest, ServerConfig(port=0, disable_ticketing=True))
+    await srv.start()
+    try:
+        async with chromium() as browser:
+            page = await open_client(browser, srv)
+            await wait_for(lambda: len(grouped) > 200, timeout=30, what="grouped fills sent")
+            await guest.stop()
+            await wait_for(lambda: canvas_matches_guest(page, guest), timeout=30, what="canvas == framebuffer")
+            errors = [line for line in page.console_lines if line.startswith(("error", "pageerror"))]
+            assert not errors, errors
+    finally:
+        await srv.close()
+    assert sum(grouped) > 3 * len(grouped)
