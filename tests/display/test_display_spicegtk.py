@@ -143,3 +143,50 @@ async def test_spice_gtk_shows_stream_frames_while_streaming(tmp_path):
     assert errors[best] < 10, min(errors)
     assert best >= 12, "the picture is not a stream frame"  # the stream starts after ~10 frames
     assert pipeline.stats.streams >= 1
+
+
+async def test_spice_gtk_shows_the_builtin_terminal_exactly(tmp_path):
+    """Typing, editing, output and scrolling in the built-in terminal reach the client mostly as
+    COPY_BITS of character cells already on screen (some frames merged for a client that lags):
+    spice-gtk's picture equals the guest's framebuffer pixel for pixel."""
+    from datetime import datetime
+
+    from spice.guests.builtin import BuiltinGuest
+
+    guest = BuiltinGuest(800, 600, clock=lambda: datetime(2026, 1, 2, 3, 4, 5))
+    srv = SpiceServer(guest, ServerConfig(port=0, password="pw"))
+    await srv.start()
+    t = guest.terminal
+    try:
+        client = asyncio.create_task(spicegtk.gtk_client(f"spice://127.0.0.1:{srv.ports['plain']}", "pw",
+                                                         tmp_path, "--settle", "4", "--dump",
+                                                         str(tmp_path / "fb.raw")))
+        pipeline = srv.display_pipeline
+        for _ in range(300):
+            if pipeline.clients and not pipeline.clients[0].pending:
+                break
+            await asyncio.sleep(0.05)
+        assert pipeline.clients, "spice-gtk never attached a display client"
+        copies0, drawn0 = t.grid.copies, t.grid.drawn
+        for ch in "echo the quick brown fox\nhelp\necho fox the quick\n":
+            t.type_text(ch)
+            await asyncio.sleep(0.01)
+        for key in ["Home", "x", "y", "End", "Left", "Left", "Backspace", "z"]:
+            t.key(key)
+            await asyncio.sleep(0.01)
+        for i in range(30):  # scrolling output, some frames merged before the client takes them
+            t.write_line(f"{i:04d} lorem ipsum dolor sit amet " + "elit " * (i % 5))
+            guest.flush()
+            if i % 7 == 0:
+                await asyncio.sleep(0.02)
+        t.scroll_view(5)  # the scrolled-back view, then back to the bottom
+        await asyncio.sleep(0.02)
+        t.type_text("q")
+        await asyncio.sleep(0.02)
+        rep = await client
+    finally:
+        await srv.close()
+    assert not rep["errors"], rep
+    assert t.grid.copies - copies0 > 5 * (t.grid.drawn - drawn0)
+    shown = spicegtk.read_dump(tmp_path / "fb.raw", 800, 600)
+    assert np.array_equal(shown[..., :3], guest.framebuffer[..., :3])

@@ -67,14 +67,87 @@ async def test_echo_hello_shows_hello(guest, shadow):
 
 async def test_one_character_damages_a_small_area(guest, shadow):
     await guest.settle()
-    type_keys(guest, "a")
+    cell = guest.terminal.font.cell_w * guest.terminal.font.cell_h
+    type_keys(guest, "a")  # an "a" is on screen (the banner): both cells are copies
     await guest.settle()
     frames = shadow.take()
     assert len(frames) == 1
-    assert all(isinstance(op, Damage) for op in frames[0].ops)
-    w, h = guest.size
-    assert 0 < Shadow.area(frames) < 0.01 * w * h
-    assert Shadow.area(frames) <= 2 * 9 * 18  # the character cell and the cursor cell
+    ops = frames[0].ops
+    assert all(isinstance(op, CopyRect) and op.src.area == cell for op in ops) and len(ops) == 2, ops
+    type_keys(guest, "Z")  # a "Z" is nowhere: its cell as pixels, the cursor copied
+    await guest.settle()
+    ops = Shadow.ops(shadow.take())
+    assert sum(isinstance(op, CopyRect) for op in ops) == 1
+    assert 0 < sum(op.rect.area for op in ops if isinstance(op, Damage)) <= cell
+    assert_terminal_pixels(guest)
+
+
+async def test_typed_text_is_copied_from_cells_on_screen(guest, shadow):
+    """Text already visible is not sent again: copies of runs of equal cells, pixels only for new ones."""
+    t = guest.terminal
+    t.write_line("the quick brown fox jumps over the lazy dog 0123456789")
+    await guest.settle()
+    shadow.take()
+    drawn = t.grid.drawn
+    type_keys(guest, "echo the lazy fox\n")
+    await guest.settle()
+    frames = shadow.take()
+    assert t.grid.drawn == drawn  # every cell was found on screen
+    assert Shadow.area(frames) == 0 and all(isinstance(op, CopyRect | Fill) for op in Shadow.ops(frames))
+    assert [line for line in t.screen_lines if line][-3:] == ["$ echo the lazy fox", "the lazy fox", "$"]
+    assert_terminal_pixels(guest)
+    type_keys(guest, "aa")
+    tap(guest, kb.HOME)
+    type_keys(guest, "b")  # insert at the line start: the rest shifts by one cell in one copy
+    await guest.settle()
+    assert_terminal_pixels(guest)
+    assert [line for line in t.screen_lines if line][-1] == "$ baa"
+
+
+async def test_copies_avoid_cells_under_a_window_above(guest, shadow):
+    """Sources covered by another window (or moving this frame) are not used; the result stays exact."""
+    t, p = guest.terminal, guest.panel
+    t.write_line("qqqq wwww")
+    await guest.settle()
+    row = t.screen_lines.index("qqqq wwww")
+    x, y = t.x + t.area.left, t.y + t.area.top + row * t.font.cell_h
+    guest.desktop.move(p, x - 2, y - 30)  # the panel now covers the "qqqq wwww" row's start
+    guest.desktop.raise_(p)
+    await guest.settle()
+    shadow.take()
+    type_keys(guest, "qqqq")
+    await guest.settle()
+    ops = Shadow.ops(shadow.take())
+    covered = p.rect
+    for op in ops:
+        if isinstance(op, CopyRect):
+            assert op.src.intersect(covered).is_empty() and op.dest.intersect(covered).is_empty(), op
+    guest.desktop.move(p, 600, 500)  # a move pending: no copies at all in that frame, still exact
+    type_keys(guest, "wwww")
+    await guest.settle()
+    guest.desktop.remove(p)
+    await guest.settle()
+    assert_terminal_pixels(guest)
+
+
+async def test_copies_in_scrolled_back_view_and_wrapped_lines(guest, shadow):
+    t = guest.terminal
+    for i in range(t.rows * 2):
+        t.write_line(f"{i:04d} " + "abc " * (i % 7) + "x" * (t.cols + 5 if i % 5 == 0 else 0))
+    await guest.settle()
+    for key in (0x149, 0x149, 0x151):  # PageUp twice, PageDown
+        tap(guest, key)
+        await guest.settle()
+        assert_terminal_pixels(guest)
+    guest.pointer_position(t.x + 50, t.y + 100, 0)
+    for button in (MouseButton.UP, MouseButton.DOWN, MouseButton.DOWN):
+        guest.pointer_button(button, True, 0)
+        await guest.settle()
+        assert_terminal_pixels(guest)
+    type_keys(guest, "echo " + "abc " * (t.cols // 3))  # wraps; typing returns to the bottom
+    await guest.settle()
+    assert_terminal_pixels(guest)
+    assert t.grid.copies > t.cols
 
 
 async def test_shift_capitals_and_caps_lock_leds(guest, shadow):
@@ -155,7 +228,8 @@ async def test_output_scrolls_with_copyrect(guest, shadow):
     copies = [op for op in Shadow.ops(frames) if isinstance(op, CopyRect)]
     assert copies, Shadow.ops(frames)
     area = t.area.translate(t.x, t.y)
-    assert all(c.src.left == area.left and c.dest_y < c.src.top for c in copies)
+    scroll = [c for c in copies if c.src.width == area.width]
+    assert scroll and all(c.src.left == area.left and c.dest_y < c.src.top for c in scroll)
     assert Shadow.area(frames) < area.area // 4  # new rows only, not a redraw
     assert t.screen_lines[-3:] == ["$ echo scrolled", "scrolled", "$"]
 
@@ -197,12 +271,38 @@ async def test_clock_tick_damages_only_the_clock():
             await asyncio.sleep(0.01)
         assert s.frames
         box = g.topbar.clock_rect.translate(g.topbar.x, g.topbar.y)
-        for op in Shadow.ops(s.frames):
-            assert isinstance(op, Damage) and op.rect.intersect(box) == op.rect
-        assert Shadow.area(s.frames) <= g.topbar.font.cell_w * g.topbar.font.cell_h  # one digit
-        assert g.topbar.clock_text.endswith("03:04:06")
+        ops = Shadow.ops(s.frames)
+        for op in ops:  # 5 -> 6: the "6" of "2026" is copied
+            assert isinstance(op, CopyRect) and op.dest.intersect(box) == op.dest and op.src.intersect(box) == op.src
+        assert len(ops) == 1 and g.topbar.clock_text.endswith("03:04:06")
     finally:
         await g.stop()
+    s.check()
+
+
+async def test_clock_cells_are_copied_or_drawn_cell_by_cell():
+    """Every tick changes only whole character cells of the clock; digits on show are copied."""
+    now = datetime(2026, 1, 2, 3, 58, 50)
+    g = BuiltinGuest(800, 600, clock=lambda: now)
+    s = Shadow(g)
+    bar = g.topbar
+    cw, ch = bar.font.cell_w, bar.font.cell_h
+    box = bar.clock_rect
+    for _ in range(200):
+        now += timedelta(seconds=1)
+        g._update_clock()
+        g.flush()
+        for op in Shadow.ops(s.take()):
+            r = op.dest if isinstance(op, CopyRect) else op.rect
+            assert r.intersect(box) == r, op
+            if isinstance(op, CopyRect):
+                assert (r.left - box.left) % cw == 0 and r.top == box.top and r.height == ch, op
+            if isinstance(op, CopyRect):
+                assert op.src.intersect(box) == op.src and (op.src.left - box.left) % cw == 0
+        text = bar.clock_text
+        assert np.array_equal(g.framebuffer[box.top:box.bottom, box.left:box.right],
+                              bar.font.render(text, 0xDDE3EA, 0x1E2229))
+    assert bar.clock_grid.copies > bar.clock_grid.drawn
     s.check()
 
 

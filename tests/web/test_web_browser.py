@@ -385,6 +385,35 @@ async def test_bursts_of_small_updates_end_pixel_exact():
         await srv.close()
 
 
+async def test_text_drawn_by_copying_cells_ends_pixel_exact():
+    """Typing, line editing, output and scrolling in the built-in terminal come mostly as COPY_BITS of
+    character cells already on screen (a cursor cell, a repeated word, an inserted letter shifting
+    the rest of the line): the canvas still equals the guest framebuffer."""
+    srv = await start_server()
+    t = srv.guest.terminal
+    try:
+        async with chromium() as browser:
+            page = await open_client(browser, srv)
+            await wait_for(lambda: canvas_matches_guest(page, srv.guest), what="first picture")
+            copies = t.grid.copies
+            for ch in "echo the quick brown fox\necho fox the quick\n":
+                t.type_text(ch)
+                await asyncio.sleep(0.01)
+            for key in ["Home", "x", "y", "End", "Left", "Backspace", "z"]:
+                t.key(key)
+                await asyncio.sleep(0.01)
+            for i in range(t.rows + 5):  # scrolling output
+                t.write_line(f"{i:04d} lorem ipsum dolor sit amet " + "elit " * (i % 5))
+                await asyncio.sleep(0.005)
+            t.scroll_view(4)
+            await asyncio.sleep(0.02)
+            t.type_text("q")
+            await wait_for(lambda: canvas_matches_guest(page, srv.guest), what="canvas == framebuffer after text")
+            assert t.grid.copies - copies > 200
+    finally:
+        await srv.close()
+
+
 async def test_reconnect_with_backoff_across_a_server_restart():
     srv = await start_server(password="pw2")
     port = srv.ports["plain"]

@@ -168,6 +168,37 @@ class Desktop:
         else:
             win.invalidate(area)
 
+    # -- copies inside a window (text drawn from cells already on screen)
+    def stale_rects(self, win: Window) -> list[Rect] | None:
+        """Window-local rects where the screen does not show ``win``'s buffer now (a window above, a
+        repaint pending); None when no part of ``win`` may be copied on screen (not shown, a move pending)."""
+        if win not in self.windows or any((w.x, w.y) != self._shown.get(id(w)) for w in self.windows):
+            return None
+        out = list(win.dirty)
+        out += [a.rect.translate(-win.x, -win.y) for a in self.windows[self.windows.index(win) + 1:]]
+        out += [e.translate(-win.x, -win.y) for e in self._exposed]
+        return out
+
+    def copy_in_window(self, win: Window, src: Rect, dx: int, dy: int) -> bool:
+        """Copy window-local ``src`` by ``(dx, dy)`` in ``win``'s buffer and, as a CopyRect, on screen.
+
+        False (and nothing done) when the screen there is not up to date or not visible: the caller
+        draws the pixels instead."""
+        stale = self.stale_rects(win)
+        dest = src.translate(dx, dy)
+        local = Rect(0, 0, win.w, win.h)
+        if stale is None or src.is_empty() or src.intersect(local) != src or dest.intersect(local) != dest:
+            return False
+        screen = src.translate(win.x, win.y)
+        to = screen.translate(dx, dy)
+        if screen.intersect(self.bounds) != screen or to.intersect(self.bounds) != to or \
+                self._obscured(win, to) or any(not s.intersect(src).is_empty() for s in stale):
+            return False
+        win.buf[dest.top:dest.bottom, dest.left:dest.right] = win.buf[src.top:src.bottom, src.left:src.right]
+        self.surface.copy(screen, to.left, to.top)
+        self.schedule()
+        return True
+
     # -- rendering
     def render(self) -> None:
         """Bring the framebuffer up to date with all windows; ops accumulate in :attr:`surface`."""

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..base import Rect
+
 FONT_PATH = Path(__file__).with_name("fonts") / "DejaVuSansMono.ttf"
 
 
@@ -70,3 +72,173 @@ class GlyphCache:
 def glyphs(size: int = 15) -> GlyphCache:
     """A shared cache per font size."""
     return GlyphCache(size)
+
+
+UNKNOWN = "\x00"  # a cell whose pixels are not known (never matches text)
+_PRIVATE = 0xF0000  # supplementary private use area: codes of cells in non-default colours
+_PRIVATE_CHAR = chr(_PRIVATE)
+
+
+def _longest(screen: str, target: str) -> tuple[int, int]:
+    """Longest prefix of ``target`` found in ``screen``: (length, position), (0, -1) if none."""
+    pos = screen.find(target[0])
+    if pos < 0:
+        return 0, -1
+    n = 1
+    while n < len(target):
+        p = screen.find(target[:n + 1], pos)
+        if p < 0:
+            break
+        pos, n = p, n + 1
+    return n, pos
+
+
+class TextGrid:
+    """Text cells of one window on a fixed grid, drawn from cells already on screen where possible.
+
+    ``rows`` mirrors what the window buffer shows, one code point per cell: the character itself in
+    the default colours, a private-use code for other colours (:meth:`code`), :data:`UNKNOWN` for
+    unknown pixels.  Every (char, fg, bg) cell is pixel-identical wherever it is drawn, so
+    :meth:`draw` turns the cells of a row that change into CopyRect ops from runs of equal cells
+    visible on screen (longest first, ordered so no source is overwritten before it is read) and
+    sends pixels only for cells found nowhere.
+    """
+
+    def __init__(self, win, left: int, top: int, cols: int, rows: int, fg: int, bg: int,
+                 blank: bool = True) -> None:
+        self.win, self.left, self.top, self.cols = win, left, top, cols
+        self.font: GlyphCache = win.font
+        self.fg, self.bg = fg, bg
+        self.rows = [(" " if blank else UNKNOWN) * cols] * rows
+        self._codes: dict[tuple[str, int, int], str] = {}
+        self._cells: dict[str, tuple[str, int, int]] = {}
+        self.copies = 0  # cells drawn by copying (for tests and statistics)
+        self.drawn = 0  # cells drawn as pixels
+
+    def code(self, ch: str, fg: int | None = None, bg: int | None = None) -> str:
+        """The code point naming cell ``ch`` in ``fg`` on ``bg`` (default: the grid's colours)."""
+        fg = self.fg if fg is None else fg
+        bg = self.bg if bg is None else bg
+        if fg == self.fg and bg == self.bg and ch != UNKNOWN and ord(ch) < _PRIVATE:
+            return ch
+        key = (ch, fg, bg)
+        c = self._codes.get(key)
+        if c is None:
+            c = self._codes[key] = chr(_PRIVATE + len(self._codes))
+            self._cells[c] = key
+        return c
+
+    def codes(self, text: str) -> str:
+        """:meth:`code` of every character of ``text`` in the default colours."""
+        if text and (max(text) >= _PRIVATE_CHAR or UNKNOWN in text):
+            return "".join(map(self.code, text))
+        return text
+
+    def _pixels(self, codes: str) -> np.ndarray:
+        f, cells = self.font, self._cells
+        return np.concatenate([f.cell(*cells[c]) if c in cells else f.cell(c, self.fg, self.bg) for c in codes],
+                              axis=1)
+
+    def invalidate(self) -> None:
+        """The buffer under the grid was redrawn by other means: nothing is known."""
+        self.rows = [UNKNOWN * self.cols] * len(self.rows)
+
+    def scroll(self, n: int) -> None:
+        """The buffer's rows moved up by ``n`` (down if negative); vacated rows kept their pixels."""
+        if 0 < n < len(self.rows):
+            self.rows = self.rows[n:] + self.rows[-n:]
+        elif 0 < -n < len(self.rows):
+            self.rows = self.rows[:-n] + self.rows[:n]
+
+    def cell_rect(self, row: int, col: int, n: int = 1) -> Rect:
+        cw, ch = self.font.cell_w, self.font.cell_h
+        return Rect(self.left + col * cw, self.top + row * ch, self.left + (col + n) * cw, self.top + (row + 1) * ch)
+
+    def _screen(self) -> str | None:
+        """The rows as one string (rows joined by UNKNOWN), cells not copyable on screen masked."""
+        desktop = self.win.desktop
+        stale = desktop.stale_rects(self.win) if desktop is not None else None
+        if stale is None:
+            return None
+        rows = self.rows
+        cw, ch = self.font.cell_w, self.font.cell_h
+        masked: dict[int, list[str]] = {}
+        for s in stale:
+            r0, r1 = max(0, (s.top - self.top) // ch), min(len(rows), -(-(s.bottom - self.top) // ch))
+            c0, c1 = max(0, (s.left - self.left) // cw), min(self.cols, -(-(s.right - self.left) // cw))
+            if r0 >= r1 or c0 >= c1:
+                continue
+            for r in range(r0, r1):
+                m = masked.setdefault(r, list(rows[r]))
+                m[c0:c1] = UNKNOWN * (c1 - c0)
+        if masked:
+            rows = [("".join(masked[r]) if r in masked else row) for r, row in enumerate(rows)]
+        return UNKNOWN.join(rows)
+
+    def draw(self, row: int, want: str) -> None:
+        """Make grid row ``row`` show ``want`` (``cols`` codes): copies where possible, else pixels."""
+        have = self.rows[row]
+        if want == have:
+            return
+        diff = [c for c in range(self.cols) if want[c] != have[c]]
+        lo, hi = diff[0], diff[-1] + 1
+        screen = self._screen()
+        plan: list[tuple[int, int, int, int]] = []  # (dest col, length, src row, src col)
+        rest: list[int] = []
+        i = lo
+        width = self.cols + 1
+        while i < hi and screen is not None:
+            if want[i] == have[i]:
+                i += 1
+                continue
+            n, pos = _longest(screen, want[i:hi])
+            if n:
+                plan.append((i, n, pos // width, pos % width))
+                i += n
+            else:
+                rest.append(i)
+                i += 1
+        if screen is None:
+            rest = diff
+        cells = list(have)
+        for dc, n, sr, sc in self._ordered(plan, row, rest):
+            src = self.cell_rect(sr, sc, n)
+            if self.win.desktop.copy_in_window(self.win, src, (dc - sc) * self.font.cell_w,
+                                               (row - sr) * self.font.cell_h):
+                cells[dc:dc + n] = want[dc:dc + n]
+                self.copies += n
+            else:
+                rest.extend(c for c in range(dc, dc + n) if want[c] != have[c])
+        rest = sorted({c for c in rest if cells[c] != want[c]})
+        start = 0
+        for k in range(1, len(rest) + 1):  # one blit per run of adjacent cells
+            if k == len(rest) or rest[k] != rest[k - 1] + 1:
+                c0, c1 = rest[start], rest[k - 1] + 1
+                r = self.cell_rect(row, c0)
+                self.win.blit_local(r.left, r.top, self._pixels(want[c0:c1]))
+                cells[c0:c1] = want[c0:c1]
+                self.drawn += c1 - c0
+                start = k
+        self.rows[row] = "".join(cells)
+
+    @staticmethod
+    def _ordered(plan: list[tuple[int, int, int, int]], row: int,
+                 rest: list[int]) -> list[tuple[int, int, int, int]]:
+        """``plan`` in an order where no copy reads cells an earlier one wrote; copies caught in a
+        cycle are dropped (their cells go to ``rest``)."""
+        out: list[tuple[int, int, int, int]] = []
+        todo = list(plan)
+
+        def blocked(k: int) -> bool:  # another pending copy still reads a cell this one writes
+            dc, n = todo[k][0], todo[k][1]
+            return any(j != k and sr == row and sc < dc + n and dc < sc + m
+                       for j, (_, m, sr, sc) in enumerate(todo))
+
+        while todo:
+            k = next((k for k in range(len(todo)) if not blocked(k)), None)
+            if k is None:
+                dc, n, _, _ = todo.pop(0)
+                rest.extend(range(dc, dc + n))
+            else:
+                out.append(todo.pop(k))
+        return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..base import MouseButton, Rect
-from .font import glyphs
+from .font import TextGrid, glyphs
 from .window import TITLE_H, Window
 
 BAR_BG = 0x1E2229
@@ -27,13 +27,16 @@ class TopBar(Window):
         cw = self.font.cell_w * self.CLOCK_CHARS
         self.clock_rect = Rect(max(0, width - cw - 10), (TITLE_H - self.font.cell_h) // 2,
                                max(0, width - 10), (TITLE_H - self.font.cell_h) // 2 + self.font.cell_h)
+        cols = min(self.CLOCK_CHARS, self.clock_rect.width // self.font.cell_w)
+        self.clock_grid = TextGrid(self, self.clock_rect.left, self.clock_rect.top, cols, 1, BAR_FG, BAR_BG)
 
     def set_clock(self, text: str) -> None:
-        """Show ``text`` right-aligned in the clock box (only changed cells reach the screen)."""
+        """Show ``text`` right-aligned in the clock box: only changed cells, copied from equal cells of
+        the clock where there are some."""
         text = text[-self.CLOCK_CHARS:].rjust(self.CLOCK_CHARS)
         if text != self.clock_text:
             self.clock_text = text
-            self.text(self.clock_rect.left, self.clock_rect.top, text, BAR_FG, BAR_BG)
+            self.clock_grid.draw(0, self.clock_grid.codes(text[len(text) - self.clock_grid.cols:]))
 
 
 class Button:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..base import Rect
-from .font import glyphs
+from .font import TextGrid, glyphs
 from .window import TITLE_H, Window
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class Terminal(Window):
         self._hist_idx = 0
         self._saved_input = ""
         self.offset = 0  # rows scrolled back from the bottom (mouse wheel)
-        self._shown: list[tuple[str, int] | None] = [None] * self.rows
+        self.grid = TextGrid(self, self.area.left, self.area.top, self.cols, self.rows, TERM_FG, TERM_BG)
         self._shown_top: int | None = None
 
     # -- what is on the terminal
@@ -209,34 +209,16 @@ class Terminal(Window):
             delta = abs_top - self._shown_top
             if abs(delta) < self.rows and self.desktop is not None:
                 self.desktop.scroll_window(self, self.area, -delta * self.font.cell_h)
-                self._shown = self._shown[delta:] + [None] * delta if delta > 0 else \
-                    [None] * -delta + self._shown[:delta]
-            else:
-                self._shown = [None] * self.rows
+                self.grid.scroll(delta)
         self._shown_top = abs_top
-        for r in range(self.rows):
+        grid, cols = self.grid, self.cols
+        order = list(range(self.rows))
+        if 0 <= cur_row - top < self.rows:  # the cursor row first: the old cursor cell is a source for it
+            order.insert(0, order.pop(cur_row - top))
+        for r in order:
             i = top + r
-            want = (rows[i] if i < len(rows) else "", cur_col if i == cur_row and self.offset == 0 else -1)
-            if self._shown[r] != want:
-                self._draw_row(r, want, self._shown[r])
-                self._shown[r] = want
-
-    def _draw_row(self, r: int, want: tuple[str, int], old: tuple[str, int] | None) -> None:
-        text = want[0].ljust(self.cols)[:self.cols]
-        lo, hi = 0, self.cols
-        if old is not None:  # only the span that differs (text or cursor)
-            prev = old[0].ljust(self.cols)[:self.cols]
-            marks = [c for c in (want[1], old[1]) if c >= 0]
-            diff = [i for i in range(self.cols) if text[i] != prev[i]] + marks
-            if not diff:
-                return
-            lo, hi = min(diff), max(diff) + 1
-        f, cw, ch = self.font, self.font.cell_w, self.font.cell_h
-        x, y = self.area.left + lo * cw, self.area.top + r * ch
-        if lo <= want[1] < hi:
-            c = want[1]
-            self.blit_local(x, y, f.render(text[lo:c], TERM_FG, TERM_BG))
-            self.blit_local(self.area.left + c * cw, y, f.cell(text[c], TERM_BG, TERM_FG))
-            self.blit_local(self.area.left + (c + 1) * cw, y, f.render(text[c + 1:hi], TERM_FG, TERM_BG))
-        else:
-            self.blit_local(x, y, f.render(text[lo:hi], TERM_FG, TERM_BG))
+            raw = rows[i].ljust(cols)[:cols] if i < len(rows) else " " * cols
+            text = grid.codes(raw)
+            if i == cur_row and self.offset == 0:
+                text = text[:cur_col] + grid.code(raw[cur_col], TERM_BG, TERM_FG) + text[cur_col + 1:]
+            grid.draw(r, text)
