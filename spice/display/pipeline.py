@@ -491,7 +491,9 @@ class DisplayPipeline:
     # -- guest events
     def _set_geometry(self) -> None:
         fb = self.guest.framebuffer
-        self._shot = np.array(fb, dtype=np.uint8, copy=True)
+        # a guest whose framebuffer only changes while it makes a frame is its own snapshot
+        self._stable = bool(getattr(self.guest, "stable_framebuffer", False))
+        self._shot = fb if self._stable else np.array(fb, dtype=np.uint8, copy=True)
         h, w = fb.shape[:2]
         self.grid = CellGrid(w, h, self.cell)
         self._detector = VideoDetector(self.grid)
@@ -527,13 +529,14 @@ class DisplayPipeline:
 
     def _handle_frame(self, frame: Frame) -> None:
         fb = self.guest.framebuffer
-        if fb.shape != self._shot.shape:
+        if fb.shape != self._shot.shape or (self._stable and fb is not self._shot):
             self.serial = frame.serial
             self._on_resize(fb.shape[1], fb.shape[0])
             return
         events, touched, changed = self._events(frame, fb)
-        for r in touched:
-            self._shot[r.top:r.bottom, r.left:r.right] = fb[r.top:r.bottom, r.left:r.right]
+        if not self._stable:
+            for r in touched:
+                self._shot[r.top:r.bottom, r.left:r.right] = fb[r.top:r.bottom, r.left:r.right]
         self.serial = frame.serial
         self.stats.frames += 1
         self._encoded.clear()
@@ -556,6 +559,19 @@ class DisplayPipeline:
         damage_only = all(isinstance(op, Damage) for op in frame.ops)
         self._exact = None
         self._drawn = changed  # cells drawn (not just moved by a copy) in this frame
+        if damage_only and self._stable:  # exact damage already (and no old pixels to refine against)
+            exact = []
+            for op in frame.ops:
+                r = grid.clip(op.rect)
+                if not r.is_empty():
+                    changed[grid.outer(r)] = True
+                    exact.append(r)
+                    touched.append(r)
+            if exact:
+                events.append(("mask", changed))
+                if len(exact) <= MAX_EXACT_RECTS:
+                    self._exact = exact
+            return events, touched, changed
         if damage_only and self.refine:
             exact = []
             for op in frame.ops:

@@ -634,3 +634,25 @@ async def test_compositor_fuzz(seed):
     s.check()
     assert np.array_equal(d.compose(Rect(0, 0, 1280, 960)), g.framebuffer)
     assert sum(isinstance(op, CopyRect) for op in Shadow.ops(s.frames)) > 3  # the copy paths ran
+
+
+def test_framebuffer_changes_only_when_a_frame_is_made():
+    """Fills and scrolls drawn straight to the screen between frames reach the framebuffer with the
+    next frame, not before: between frames it is the last frame (the display pipeline reads it directly)."""
+    g = BuiltinGuest(800, 600, clock=lambda: FROZEN)
+    s = Shadow(g)
+    t = g.terminal
+    for i in range(t.rows + 3):
+        t.write_line(f"line {i}")
+    g.flush()
+    before = g.framebuffer.copy()
+    p = g.panel
+    g.desktop.fill_window(p, Rect(4, 30, 60, 60), 0x123456)  # unobscured: a direct Fill op
+    t.write_line("one more")
+    t.sync()  # the scroll is recorded now (a CopyRect straight to the screen)
+    assert np.array_equal(g.framebuffer, before)
+    frame = g.flush()
+    assert {type(op) for op in frame.ops} >= {Fill, CopyRect}
+    assert not np.array_equal(g.framebuffer, before)
+    s.check()
+    assert np.array_equal(g.desktop.compose(Rect(0, 0, 800, 600)), g.framebuffer)

@@ -35,6 +35,7 @@ class Desktop:
 
     def __init__(self, width: int, height: int, schedule: Callable[[], None] = lambda: None) -> None:
         self.surface = Surface(width, height)
+        self.surface.hold = True  # the framebuffer changes only in render(): between frames it is the last one
         self.bounds = self.surface.bounds
         self.windows: list[Window] = []
         self.schedule = schedule
@@ -202,6 +203,15 @@ class Desktop:
     # -- rendering
     def render(self) -> None:
         """Bring the framebuffer up to date with all windows; ops accumulate in :attr:`surface`."""
+        surface, hold = self.surface, self.surface.hold
+        surface.apply_held()
+        surface.hold = False
+        try:
+            self._render()
+        finally:
+            surface.hold = hold
+
+    def _render(self) -> None:
         moved = [w for w in self.windows if (w.x, w.y) != self._shown[id(w)]]
         for win in moved:  # with several movers a copy's source may already be repainted: expose instead
             self._apply_move(win, copy=len(moved) == 1)

@@ -28,6 +28,9 @@ class BuiltinGuest(Guest):
     """
 
     name = "builtin"
+    #: the framebuffer changes only while a frame is rendered (between frames it is the last frame), and
+    #: every Damage covers only changed pixels: the display pipeline reads it directly, no snapshot copy
+    stable_framebuffer = True
 
     def __init__(self, width: int = 1024, height: int = 768, workload: str | None = None, *,
                  clock: Callable[[], datetime] | None = None, uptime: Callable[[], float] | None = None,

@@ -4,6 +4,10 @@ Fill and CopyRect ops are recorded in the order they are applied; Damage rectang
 aside and emitted after them (a Damage means "these pixels as they are at the end of the
 frame").  When a CopyRect moves pixels that are still pending damage, the damage moves along,
 so replaying the ops on the previous frame always reproduces the new one exactly.
+
+With :attr:`Surface.hold` set, fills and copies are recorded at once but reach the framebuffer only
+at :meth:`Surface.apply_held` (in order, before any later put): the desktop uses this to keep the
+framebuffer equal to the last frame between renders.
 """
 
 from __future__ import annotations
@@ -63,6 +67,8 @@ class Surface:
         self.bounds = Rect(0, 0, width, height)
         self._ops: list[DisplayOp] = []
         self._damage: list[Rect] = []
+        self.hold = False
+        self._held: list[tuple] = []  # fills and copies recorded while holding, not yet in fb
 
     @property
     def pending(self) -> bool:
@@ -74,16 +80,27 @@ class Surface:
         rect = rect.intersect(self.bounds)
         if rect.is_empty():
             return
-        self.fb.view(np.uint32)[rect.top:rect.bottom, rect.left:rect.right, 0] = color
         self._ops.append(Fill(rect, color))
+        if self.hold:
+            self._held.append(("fill", rect, color))
+        else:
+            self.fb.view(np.uint32)[rect.top:rect.bottom, rect.left:rect.right, 0] = color
 
     def fill_many(self, rects: np.ndarray, colors: np.ndarray) -> None:
         """Many fills at once: ``rects`` is ``(n, 4)`` left, top, right, bottom inside the screen."""
-        fb32 = self.fb.view(np.uint32)[:, :, 0]
         ops = self._ops
-        for (x0, y0, x1, y1), c in zip(rects.tolist(), colors.tolist(), strict=True):
-            fb32[y0:y1, x0:x1] = c
+        rl, cl = rects.tolist(), colors.tolist()
+        for (x0, y0, x1, y1), c in zip(rl, cl, strict=True):
             ops.append(Fill(Rect(x0, y0, x1, y1), c))
+        if self.hold:
+            self._held.append(("many", rl, cl))
+        else:
+            self._fill_many(rl, cl)
+
+    def _fill_many(self, rects: list, colors: list) -> None:
+        fb32 = self.fb.view(np.uint32)[:, :, 0]
+        for (x0, y0, x1, y1), c in zip(rects, colors, strict=True):
+            fb32[y0:y1, x0:x1] = c
 
     def copy(self, src: Rect, dest_x: int, dest_y: int) -> None:
         """Copy ``src`` to top-left ``(dest_x, dest_y)``; both must lie inside the screen."""
@@ -92,9 +109,14 @@ class Surface:
             return
         if src.intersect(self.bounds) != src or dest.intersect(self.bounds) != dest:
             raise ValueError(f"copy {src} -> {dest} leaves the screen")
-        copy_block(self.fb, src, dest_x - src.left, dest_y - src.top)
         self._ops.append(CopyRect(src, dest_x, dest_y))
-        dx, dy = dest_x - src.left, dest_y - src.top
+        if self.hold:
+            self._held.append(("copy", src, dest_x - src.left, dest_y - src.top))
+        else:
+            self._copy(src, dest_x - src.left, dest_y - src.top)
+
+    def _copy(self, src: Rect, dx: int, dy: int) -> None:
+        copy_block(self.fb, src, dx, dy)
         for d in list(self._damage):
             moved = d.intersect(src)
             if not moved.is_empty():
@@ -102,6 +124,8 @@ class Surface:
 
     def put(self, x: int, y: int, pixels: np.ndarray, diff: bool = True) -> None:
         """Write ``pixels`` at ``(x, y)`` (clipped); damage only what really changed if ``diff``."""
+        if self._held:
+            self.apply_held()
         h, w = pixels.shape[:2]
         r = Rect(x, y, x + w, y + h).intersect(self.bounds)
         if r.is_empty():
@@ -121,15 +145,32 @@ class Surface:
 
     def damage(self, rect: Rect) -> None:
         """Declare ``rect`` changed (the caller already wrote the pixels)."""
+        if self._held:
+            self.apply_held()
         rect = rect.intersect(self.bounds)
         if not rect.is_empty():
             self._add_damage(rect)
 
     def take_ops(self) -> list[DisplayOp]:
         """The ops since the last call, in replay order."""
+        if self._held:
+            self.apply_held()
         ops = self._ops + [Damage(r) for r in self._damage]
         self._ops, self._damage = [], []
         return ops
+
+    def apply_held(self) -> None:
+        """Bring the framebuffer up to date with the fills and copies recorded while holding."""
+        held, self._held = self._held, []
+        fb32 = self.fb.view(np.uint32)[:, :, 0]
+        for op in held:
+            if op[0] == "fill":
+                r = op[1]
+                fb32[r.top:r.bottom, r.left:r.right] = op[2]
+            elif op[0] == "copy":
+                self._copy(op[1], op[2], op[3])
+            else:
+                self._fill_many(op[1], op[2])
 
     # -- damage bookkeeping
     def _add_damage(self, rect: Rect) -> None:
