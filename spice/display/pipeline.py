@@ -55,6 +55,8 @@ STREAM_QUALITY = 60  # MJPEG quality of small streams; big ones go lower (stream
 STREAM_QUALITY_BIG = 50  # from this many pixels (STREAM_BIG_PIXELS) on: ~35 KB per 1024x768 frame
 STREAM_BIG_PIXELS = 640 * 480
 MAX_EXACT_RECTS = 32  # a damage-only frame with at most this many changed boxes is sent box by box
+#: frames that change at most this many pixels (a typed key) are written before video detection runs
+SMALL_FRAME_PIXELS = 4096
 SMALL_BAND_PIXELS = 4096  # bands this small are encoded with every lossless type; the smallest wins
 JPEG_MIN_PIXELS = 16384  # lossy clients get photographic pieces at least this big as JPEG
 JPEG_QUALITY = 80
@@ -188,15 +190,22 @@ class DisplayClient:
         total = sum(command_size(c) for c in out)
         grid = p.grid
         jpeg = self.jpeg_allowed
-        refresh = self._dirty & self._refresh
-        exact = p._exact if (self._exact_ok and s is None and not refresh.any()) else None
-        rects = exact if exact is not None else grid.rects(self._dirty & ~refresh)
+        dirty = self._dirty
+        refresh_any = bool(self._refresh.any())
+        bands: list[tuple[Rect, bool]] = []
+        if dirty.any():  # (few mask operations: a key's frame is on the key-to-pixel path)
+            refresh = dirty & self._refresh if refresh_any else None
+            if refresh is not None and not refresh.any():
+                refresh = None
+            exact = p._exact if (self._exact_ok and s is None and refresh is None) else None
+            rects = exact if exact is not None else grid.rects(dirty if refresh is None else dirty & ~refresh)
+            bands = [(b, jpeg) for r in rects for b in p.bands(r)]
+            if refresh is not None:
+                bands += [(b, False) for r in grid.rects(refresh) for b in p.bands(r)]
+            dirty[:] = False
+        if refresh_any:
+            self._refresh[:] = False
         self._exact_ok = False
-        bands = [(b, jpeg) for r in rects for b in p.bands(r)]
-        if refresh.any():
-            bands += [(b, False) for r in grid.rects(refresh) for b in p.bands(r)]
-        self._dirty[:] = False
-        self._refresh[:] = False
         for i, (band, lossy_ok) in enumerate(bands):
             if max_bytes is not None and total >= max_bytes and out:
                 for rest, rest_lossy in bands[i:]:
@@ -367,8 +376,10 @@ class DisplayClient:
             return
         p = self._pipeline
         grid = p.grid
+        dirty_any = bool(self._dirty.any())  # no dirty / lossy cells (a client that keeps up): skip mask work
+        lossy_any = bool(self._lossy.any())
         self._exact_ok = (not self._frames_pending and not self._cmds and not self._ctrl
-                          and not self._dirty.any() and len(events) == 1 and events[0][0] == "mask")
+                          and not dirty_any and len(events) == 1 and events[0][0] == "mask")
         self._frames_pending += 1
         passthrough = self._frames_pending <= p.max_passthrough_frames
         if not passthrough and self._cmds:
@@ -380,8 +391,10 @@ class DisplayClient:
             kind = ev[0]
             if kind == "mask":
                 dirty |= ev[1]
+                dirty_any = True
             elif kind == "damage":
                 dirty[grid.outer(ev[1])] = True
+                dirty_any = True
             elif kind == "fills":  # a run of fills, batched: commands, ~cells they cover, cells they touch
                 if passthrough:
                     dirty &= ev[2]
@@ -389,26 +402,28 @@ class DisplayClient:
                     self._cmds.extend(ev[1])
                 else:
                     dirty |= ev[3]
+                    dirty_any = True
             else:  # copy
                 src, dest = ev[1], ev[2]
                 if not passthrough or (stream is not None and not src.intersect(stream.rect).is_empty()):
                     dirty[grid.outer(dest)] = True
-                    continue
-                src_cells = dirty[grid.outer(src)]
-                if src_cells.all():
-                    dirty[grid.outer(dest)] = True
+                    dirty_any = True
                     continue
                 moved = None
-                if src_cells.any():
-                    moved = grid.new_mask()
-                    grid.mark_translated(dirty, src, dest.left - src.left, dest.top - src.top, moved)
-                lossy_src = bool(lossy[grid.outer(src)].any())
-                dirty[grid.inner(dest)] = False
-                if moved is not None:
-                    dirty |= moved
-                if lossy_src:  # the copy carries JPEG pixels along: refresh the destination later
+                if dirty_any:
+                    src_cells = dirty[grid.outer(src)]
+                    if src_cells.all():
+                        dirty[grid.outer(dest)] = True
+                        continue
+                    if src_cells.any():
+                        moved = grid.new_mask()
+                        grid.mark_translated(dirty, src, dest.left - src.left, dest.top - src.top, moved)
+                    dirty[grid.inner(dest)] = False
+                    if moved is not None:
+                        dirty |= moved
+                if lossy_any and lossy[grid.outer(src)].any():  # JPEG pixels move along: refresh them later
                     lossy[grid.outer(dest)] = True
-                else:
+                elif lossy_any:
                     lossy[grid.inner(dest)] = False
                 self._cmds.append(CopyBits(src.left, src.top, dest))
         if len(self._cmds) > p.max_passthrough_cmds:
@@ -520,19 +535,28 @@ class DisplayPipeline:
     def _on_frame(self, frame: Frame) -> None:
         self._in_frame = True
         try:
-            self._handle_frame(frame)
+            video = self._handle_frame(frame)
         finally:
             self._in_frame = False
             after, self._after = self._after, []
             for fn in after:
                 fn()
+        if video is not None:  # a small frame: video detection after the consumers wrote it (key-to-pixel)
+            before = self._stream
+            self._video(*video)
+            s = self._stream
+            if s is not None and s is not before:
+                for c in self._clients:
+                    if c._stream is s:
+                        c._notify()
 
-    def _handle_frame(self, frame: Frame) -> None:
+    def _handle_frame(self, frame: Frame) -> tuple[np.ndarray, int, float] | None:
+        """Absorb ``frame``; returns the arguments of a deferred :meth:`_video` call, if any."""
         fb = self.guest.framebuffer
         if fb.shape != self._shot.shape or (self._stable and fb is not self._shot):
             self.serial = frame.serial
             self._on_resize(fb.shape[1], fb.shape[0])
-            return
+            return None
         events, touched, changed = self._events(frame, fb)
         if not self._stable:
             for r in touched:
@@ -541,13 +565,22 @@ class DisplayPipeline:
         self.stats.frames += 1
         self._encoded.clear()
         if not events:
-            return
+            return None
+        deferred = None
         if self.streams and any(c.streams_allowed for c in self._clients):
-            self._video(changed, frame.serial, time.monotonic())
+            now = time.monotonic()
+            s = self._stream
+            if s is not None and changed[s.cells].any():
+                s.frame_serial, s.frame_time, s.last_change = frame.serial, now, now
+            if sum(r.area for r in touched) <= SMALL_FRAME_PIXELS:
+                deferred = (changed, frame.serial, now)
+            else:
+                self._video(changed, frame.serial, now)
         for c in list(self._clients):
             c._absorb(events)
             if c.pending:
                 c._notify()
+        return deferred
 
     def _events(self, frame: Frame, fb: np.ndarray) -> tuple[list[tuple], list[Rect], np.ndarray]:
         """Normalise a frame's ops (clipped) into absorb events, the rectangles it touched and the
@@ -578,8 +611,13 @@ class DisplayPipeline:
                 r = grid.clip(op.rect)
                 if r.is_empty():
                     continue
-                ys, xs = grid.outer(r)
-                box = self._refine_into(changed, fb, ys, xs)
+                if r.area <= SMALL_FRAME_PIXELS:  # a small change (a typed key): its box's cells
+                    box = self._changed_box(fb, r)
+                    if box is not None:
+                        changed[grid.outer(box)] = True
+                else:
+                    ys, xs = grid.outer(r)
+                    box = self._refine_into(changed, fb, ys, xs)
                 if box is not None:
                     exact.append(box)
                 touched.append(r)
@@ -654,6 +692,16 @@ class DisplayPipeline:
         cols = np.flatnonzero(diff.any(axis=0))
         return Rect(x0 + int(cols[0]), y0 + int(rows[0]), x0 + int(cols[-1]) + 1, y0 + int(rows[-1]) + 1)
 
+    def _changed_box(self, fb: np.ndarray, r: Rect) -> Rect | None:
+        """Bounding box of the pixels of ``r`` that changed since the last frame (None if none did)."""
+        diff = (fb[r.top:r.bottom, r.left:r.right].view(np.uint32)[..., 0]
+                != self._shot[r.top:r.bottom, r.left:r.right].view(np.uint32)[..., 0])
+        rows = diff.any(axis=1).nonzero()[0]
+        if not len(rows):
+            return None
+        cols = diff.any(axis=0).nonzero()[0]
+        return Rect(r.left + int(cols[0]), r.top + int(rows[0]), r.left + int(cols[-1]) + 1, r.top + int(rows[-1]) + 1)
+
     def _clip_copy(self, op: CopyRect) -> tuple[Rect, Rect]:
         grid = self.grid
         src = grid.clip(op.src)
@@ -671,8 +719,6 @@ class DisplayPipeline:
         hot = self._detector.update(self._drawn, now)
         s = self._stream
         if s is not None:
-            if changed[s.cells].any():
-                s.frame_serial, s.frame_time, s.last_change = serial, now, now
             if hot is not None and overlap(hot, s.rect) < 0.6:
                 self._end_stream()
                 s = None

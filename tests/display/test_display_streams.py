@@ -156,3 +156,40 @@ def test_stalled_client_backlog_stays_bounded_across_streams():
     sh.pixels[:] = g.fb  # irrelevant start; then the merged take must not reference unknown streams
     sh.apply(stalled.take())
     assert not sh.streams
+
+
+def test_small_frames_are_taken_before_detection_and_a_stream_started_after_them_is_delivered():
+    """A frame of a few thousand pixels (a typed key) is taken by a consumer that takes right after the
+    frame (as the display channel does) before video detection runs; when that detection then starts a
+    stream, the consumer is woken for it at once, not at the next frame."""
+    g = FakeGuest(256, 192, 9)
+    g.fb[..., :3] = 90
+    p = DisplayPipeline(g)
+    small = Rect(64, 64, 128, 128)  # 64 x 64: the smallest area that streams
+    taken: list = []
+
+    def take_now() -> None:
+        taken.append(client.take())
+
+    def wakeup() -> None:
+        if not p.after_frame(take_now):
+            take_now()
+
+    client = p.attach(ImageCaps.from_caps({3}, GTK, "spice-gtk", lossy=True), wakeup)
+    shadow = ShadowCanvas(256, 192)
+    shadow.apply(client.take())
+    for t in range(40):
+        taken.clear()
+        yy, xx = np.mgrid[0:small.height, 0:small.width]
+        v = g.fb[small.top:small.bottom, small.left:small.right]
+        v[..., 0], v[..., 1], v[..., 2] = (xx * 7 + 13 * t) % 256, (yy * 5 + t * t) % 256, (xx * yy + t) % 256
+        g.report(small)
+        g.finish()
+        for cmds in taken:
+            shadow.apply(cmds)
+        if p.active_stream is not None:
+            break
+        assert len(taken) == 1 and np.array_equal(shadow.bgr(), visible(g.fb))  # this frame, exact
+    assert p.active_stream is not None
+    kinds = [type(c) for cmds in taken for c in cmds]
+    assert kinds.count(StreamCreate) == 1 and kinds.count(StreamData) == 1
