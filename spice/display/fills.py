@@ -10,9 +10,14 @@ not overlap a fill of another colour in a later group (which it would otherwise 
 opens a new group.  Fills entirely covered by one later fill of the same run are dropped.  A run whose
 rectangles overlap a lot (more candidate pairs than :data:`PAIR_BUDGET`) is halved first: cost and
 memory stay bounded whatever the guest draws.
+
+spice-html5 fills the whole box of a DRAW_FILL whatever its clip: its clients get one plain DRAW_FILL
+per fill instead (:attr:`FillRun.plain`).
 """
 
 from __future__ import annotations
+
+from functools import cached_property
 
 import numpy as np
 
@@ -145,3 +150,25 @@ def _paint(gh: int, gw: int, y0: np.ndarray, y1: np.ndarray, x0: np.ndarray, x1:
     weights = np.concatenate((ones, -ones, -ones, ones))
     diff = np.bincount(idx, weights, minlength=(gh + 1) * w).reshape(gh + 1, w)
     return diff.cumsum(0).cumsum(1)[:gh, :gw] > 0
+
+
+class FillRun:
+    """A frame's run of consecutive fills (clipped to the screen, non-empty), prepared once for every
+    client: the batched commands, the plain ones, and the cells the run covers / touches."""
+
+    def __init__(self, grid: CellGrid, rects: np.ndarray, colors: np.ndarray) -> None:
+        self.rects = rects
+        self.colors = colors
+        self.touched, covered = cell_masks(grid, rects)
+        self.uncovered = ~covered  # cells no single fill covers entirely
+
+    @cached_property
+    def batched(self) -> list[DrawFill]:
+        """Grouped commands (RECTS clips): for clients that honour a DRAW_FILL's clip."""
+        return batch_fills(self.rects, self.colors)
+
+    @cached_property
+    def plain(self) -> list[DrawFill]:
+        """One DRAW_FILL per fill, in order (clip NONE)."""
+        return [DrawFill(Rect(x0, y0, x1, y1), c & 0xFFFFFF)
+                for (x0, y0, x1, y1), c in zip(self.rects.tolist(), self.colors.tolist(), strict=True)]

@@ -40,7 +40,7 @@ from spice.display.commands import (
     StreamData,
     StreamDestroy,
 )
-from spice.display.fills import batch_fills, cell_masks
+from spice.display.fills import FillRun
 from spice.display.region import CellGrid
 from spice.display.streams import MAX_STREAMS, VideoDetector, VideoStream, looks_photographic, overlap
 from spice.guests.base import CopyRect, Damage, Fill, Frame, Guest, GuestListener, Rect
@@ -395,13 +395,16 @@ class DisplayClient:
             elif kind == "damage":
                 dirty[grid.outer(ev[1])] = True
                 dirty_any = True
-            elif kind == "fills":  # a run of fills, batched: commands, ~cells they cover, cells they touch
+            elif kind == "fills":  # a run of fills (fills.FillRun)
+                run = ev[1]
                 if passthrough:
-                    dirty &= ev[2]
-                    lossy &= ev[2]
-                    self._cmds.extend(ev[1])
+                    if dirty_any:
+                        dirty &= run.uncovered
+                    if lossy_any:
+                        lossy &= run.uncovered
+                    self._cmds.extend(run.plain if self.caps.profile == "spice-html5" else run.batched)
                 else:
-                    dirty |= ev[3]
+                    dirty |= run.touched
                     dirty_any = True
             else:  # copy
                 src, dest = ev[1], ev[2]
@@ -656,7 +659,7 @@ class DisplayPipeline:
         return events, touched, changed
 
     def _fill_run(self, fills: list[Fill], fb: np.ndarray, events: list[tuple], changed: np.ndarray) -> None:
-        """Consecutive fills: clipped, copied into the snapshot, batched into one event (see fills.py)."""
+        """Consecutive fills: clipped, copied into the snapshot, one event for all (see fills.py)."""
         grid = self.grid
         ops = np.array([(op.rect.left, op.rect.top, op.rect.right, op.rect.bottom, op.color) for op in fills],
                        np.int64)
@@ -667,11 +670,12 @@ class DisplayPipeline:
         rects, colors = rects[live], ops[live, 4]
         if not len(rects):
             return
-        for x0, y0, x1, y1 in rects.tolist():
-            self._shot[y0:y1, x0:x1] = fb[y0:y1, x0:x1]
-        outer, inner = cell_masks(grid, rects)
-        changed |= outer
-        events.append(("fills", batch_fills(rects, colors), ~inner, outer))
+        if not self._stable:  # (a stable framebuffer is the snapshot itself)
+            for x0, y0, x1, y1 in rects.tolist():
+                self._shot[y0:y1, x0:x1] = fb[y0:y1, x0:x1]
+        run = FillRun(grid, rects, colors)
+        changed |= run.touched
+        events.append(("fills", run))
 
     def _refine_into(self, mask: np.ndarray, fb: np.ndarray, ys: slice, xs: slice) -> Rect | None:
         """Mark only the cells in the given cell range whose pixels really changed since the last frame;

@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
 import spicegtk  # noqa: E402
 
-import spice.display.pipeline as pipeline_module  # noqa: E402
+import spice.display.fills as fills_module  # noqa: E402
 from spice.guests.builtin import BuiltinGuest  # noqa: E402
 from spice.server.config import ServerConfig  # noqa: E402
 from spice.server.server import SpiceServer  # noqa: E402
@@ -26,14 +26,14 @@ W, H = 640, 480
 
 async def test_spice_gtk_shows_the_many_small_fills_scene_exactly(tmp_path, monkeypatch):
     grouped = []  # rects per grouped DRAW_FILL the pipeline made
-    real_batch = pipeline_module.batch_fills
+    real_batch = fills_module.batch_fills
 
     def counting_batch(rects, colors):
         cmds = real_batch(rects, colors)
         grouped.extend(len(c.clip) // 16 for c in cmds if c.clip)
         return cmds
 
-    monkeypatch.setattr(pipeline_module, "batch_fills", counting_batch)
+    monkeypatch.setattr(fills_module, "batch_fills", counting_batch)
     guest = BuiltinGuest(W, H, workload="many-small-fills", clock=lambda: datetime(2026, 1, 2, 3, 4, 5),
                          uptime=lambda: 42.0)
     srv = SpiceServer(guest, ServerConfig(port=0, password="pw"))
