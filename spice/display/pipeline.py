@@ -379,7 +379,8 @@ class DisplayClient:
         dirty_any = bool(self._dirty.any())  # no dirty / lossy cells (a client that keeps up): skip mask work
         lossy_any = bool(self._lossy.any())
         self._exact_ok = (not self._frames_pending and not self._cmds and not self._ctrl
-                          and not dirty_any and len(events) == 1 and events[0][0] == "mask")
+                          and not dirty_any and events[-1][0] == "mask"
+                          and all(ev[0] in ("fills", "copy") for ev in events[:-1]))
         self._frames_pending += 1
         passthrough = self._frames_pending <= p.max_passthrough_frames
         if not passthrough and self._cmds:
@@ -433,6 +434,8 @@ class DisplayClient:
             self._degrade()
         if stream is not None:
             dirty[stream.cells] = False  # the next stream frame covers the area
+        if self._exact_ok and len(events) > 1 and not np.array_equal(dirty, events[-1][1]):
+            self._exact_ok = False  # a copy or fill left more to send than the frame's exact boxes
 
 
 class DisplayPipeline:
@@ -629,6 +632,10 @@ class DisplayPipeline:
                 if len(exact) <= MAX_EXACT_RECTS:
                     self._exact = exact
             return events, touched, changed
+        # damage after every fill and copy (as the guest's Surface orders them): refined like a
+        # damage-only frame where no fill or copy of this frame lands in it (see _refine_after)
+        first_damage = next((i for i, op in enumerate(frame.ops) if isinstance(op, Damage)), len(frame.ops))
+        late = self.refine and all(isinstance(op, Damage) for op in frame.ops[first_damage:])
         fills: list[Fill] = []
         for op in itertools.chain(frame.ops, (None,)):
             if isinstance(op, Fill):
@@ -637,6 +644,8 @@ class DisplayPipeline:
             if fills:
                 self._fill_run(fills, fb, events, changed)
                 fills = []
+            if late and isinstance(op, Damage):
+                continue
             if isinstance(op, Damage):
                 r = grid.clip(op.rect)
                 if not r.is_empty():
@@ -653,10 +662,46 @@ class DisplayPipeline:
                 copied.append(r)
             else:
                 changed[grid.outer(r)] = True
+        if late and first_damage < len(frame.ops):
+            self._refine_after(frame.ops[first_damage:], fb, events, touched, changed)
         self._drawn = changed.copy() if copied else changed  # moved pixels are no video
         for r in copied:
             changed[grid.outer(r)] = True
         return events, touched, changed
+
+    def _refine_after(self, damage: list[Damage], fb: np.ndarray, events: list[tuple], touched: list[Rect],
+                      changed: np.ndarray) -> None:
+        """The damage of a frame that also fills and copies, as one final mask event plus exact boxes.
+
+        A stable guest's damage is exact already.  Otherwise a damage rect where none of the frame's
+        fills or copies landed still shows the previous frame on the client until its pixels come:
+        refined against the snapshot as in a damage-only frame; one that overlaps them is sent whole."""
+        grid = self.grid
+        landed = [ev[2] for ev in events if ev[0] == "copy"]
+        fill_cells = np.zeros_like(changed)
+        for ev in events:
+            if ev[0] == "fills":
+                fill_cells |= ev[1].touched
+        mask = grid.new_mask()
+        exact: list[Rect] = []
+        for op in damage:
+            r = grid.clip(op.rect)
+            if r.is_empty():
+                continue
+            ys, xs = grid.outer(r)
+            if self._stable or fill_cells[ys, xs].any() or any(not d.intersect(r).is_empty() for d in landed):
+                mask[ys, xs] = True
+                exact.append(r)
+            else:
+                box = self._refine_into(mask, fb, ys, xs)
+                if box is not None:
+                    exact.append(box)
+            touched.append(r)
+        if mask.any():
+            events.append(("mask", mask))
+            changed |= mask
+            if len(exact) <= MAX_EXACT_RECTS:
+                self._exact = exact
 
     def _fill_run(self, fills: list[Fill], fb: np.ndarray, events: list[tuple], changed: np.ndarray) -> None:
         """Consecutive fills: clipped, copied into the snapshot, one event for all (see fills.py)."""

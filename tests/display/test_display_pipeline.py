@@ -198,6 +198,34 @@ def test_detach_stops_updates():
     assert calls == [] and p.clients == ()
 
 
+def test_in_step_client_gets_copies_then_the_exact_changed_box():
+    """A frame that copies and then draws a little (a typed letter: the cursor cell copied, the letter
+    drawn) sends the copy and the exact changed pixels, not the 8-pixel cells around them."""
+    g = FakeGuest(128, 96, 9)
+    p = DisplayPipeline(g)
+    c = p.attach(caps(ImageType.BITMAP), lambda: None)
+    shadow = ShadowCanvas(128, 96)
+    shadow.apply(c.take())
+    g.copy(Rect(3, 5, 12, 23), 40, 5)
+    g.fb[13:20, 21:30, 0] ^= 0xFF
+    g.report(Rect(19, 10, 31, 22))  # reported a bit larger than what changed
+    g.finish()
+    cmds = c.take()
+    assert [type(x) for x in cmds] == [CopyBits, DrawCopy] and cmds[1].rect == Rect(21, 13, 30, 20)
+    shadow.apply(cmds)
+    assert np.array_equal(shadow.bgr(), visible(g.fb))
+    g.fill(Rect(60, 60, 70, 70), 0xFF123456)  # damage over this frame's fill is sent whole
+    g.copy(Rect(0, 0, 8, 8), 100, 80)
+    g.fb[62:64, 62:64, 1] ^= 0xFF
+    g.report(Rect(61, 61, 66, 66))
+    g.damage(Rect(100, 84, 104, 88), "flat")  # ... and so is damage over a copy's destination
+    g.finish()
+    cmds = c.take()
+    assert Rect(61, 61, 66, 66) in [x.rect for x in cmds] and Rect(100, 84, 104, 88) in [x.rect for x in cmds]
+    shadow.apply(cmds)
+    assert np.array_equal(shadow.bgr(), visible(g.fb))
+
+
 def test_in_step_client_gets_the_exact_changed_box():
     g = FakeGuest(128, 96, 9)
     p = DisplayPipeline(g)
