@@ -11,6 +11,10 @@ from PIL import Image, ImageDraw, ImageFont
 from ..base import Rect
 
 FONT_PATH = Path(__file__).with_name("fonts") / "DejaVuSansMono.ttf"
+#: anti-aliasing in this many coverage levels (0, 1/3, 2/3, full): on screen it looks like full
+#: smoothing, but a line of text compresses to half the bytes (remote desktops reduce font smoothing
+#: for the same reason)
+COVERAGE_LEVELS = 4
 
 
 def bgrx(rgb: int) -> np.ndarray:
@@ -41,7 +45,8 @@ class GlyphCache:
             img = Image.new("L", (self.cell_w, self.cell_h), 0)
             if ch.strip():
                 ImageDraw.Draw(img).text((0, 0), ch, fill=255, font=self.font)
-            m = self._masks[ch] = np.asarray(img, np.uint8)
+            step = 255 / (COVERAGE_LEVELS - 1)
+            m = self._masks[ch] = (np.round(np.asarray(img, np.float32) / step) * step + 0.5).astype(np.uint8)
         return m
 
     def cell(self, ch: str, fg: int, bg: int) -> np.ndarray:
@@ -130,7 +135,7 @@ class TextGrid:
 
     def codes(self, text: str) -> str:
         """:meth:`code` of every character of ``text`` in the default colours."""
-        if text and (max(text) >= _PRIVATE_CHAR or UNKNOWN in text):
+        if not text.isascii() and max(text) >= _PRIVATE_CHAR or UNKNOWN in text:
             return "".join(map(self.code, text))
         return text
 
