@@ -61,12 +61,17 @@ class CellGrid:
 
     def rects(self, mask: np.ndarray) -> list[Rect]:
         """Cover the marked cells with rectangles (row runs merged vertically), clipped to the screen."""
-        gh, gw = self.shape
-        padded = np.zeros((gh, gw + 2), np.int8)
-        padded[:, 1:-1] = mask
-        d = np.diff(padded, axis=1)
-        ys, starts = np.nonzero(d == 1)
-        _, ends = np.nonzero(d == -1)
+        gw = self.shape[1]
+        rows = np.flatnonzero(mask.any(axis=1))
+        if not len(rows):
+            return []
+        r0, r1 = int(rows[0]), int(rows[-1]) + 1  # only the rows with marks (flatnonzero: 2-D nonzero is slow)
+        padded = np.zeros((r1 - r0, gw + 2), np.int8)
+        padded[:, 1:-1] = mask[r0:r1]
+        d = padded[:, 1:] - padded[:, :-1]
+        first = np.flatnonzero(d == 1)
+        ys, starts = first // (gw + 1) + r0, first % (gw + 1)
+        ends = np.flatnonzero(d == -1) % (gw + 1)
         if len(ys) > MAX_RECTS:  # one span per cell row
             rows = np.unique(ys)
             lo = np.minimum.reduceat(starts, np.searchsorted(ys, rows))

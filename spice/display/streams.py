@@ -50,13 +50,14 @@ class VideoDetector:
 
     def update(self, changed: np.ndarray, now: float) -> Rect | None:
         """Account one frame's changed cells; return the bounding box of the hot cells, if big enough."""
-        idx = np.nonzero(changed)  # only the changed cells are touched (a typed key: a few cells)
-        if not len(idx[0]):
+        idx = np.flatnonzero(changed)  # only the changed cells are touched (a typed key: a few cells)
+        if not len(idx):
             return None
-        hits = np.where((now - self.last[idx]) < self.interval, np.minimum(self.hits[idx] + 1, 60000), 1)
-        self.hits[idx] = hits
-        self.last[idx] = now
-        if not len(hits) or hits.max() < self.min_hits:
+        all_hits, all_last = self.hits.reshape(-1), self.last.reshape(-1)
+        hits = np.where((now - all_last[idx]) < self.interval, np.minimum(all_hits[idx] + 1, 60000), 1)
+        all_hits[idx] = hits
+        all_last[idx] = now
+        if hits.max() < self.min_hits:
             return None  # nothing hot changed in this frame (a running stream keeps its area meanwhile)
         hot = (self.hits >= self.min_hits) & ((now - self.last) < self.interval)
         if not hot.any():

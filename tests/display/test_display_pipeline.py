@@ -244,3 +244,24 @@ def test_in_step_client_gets_the_exact_changed_box():
     rects = [x.rect for x in lagging.take()]
     assert Rect(16, 8, 32, 24) in rects or any(r.left <= 21 and r.right >= 30 for r in rects)
     assert all(r.left % 8 == 0 and r.top % 8 == 0 for r in rects)
+
+
+def test_cell_grid_rects_cover_exactly_the_marked_cells():
+    """rects(): disjoint rectangles whose cells are exactly the marked ones (few or many marks, edge cells)."""
+    from spice.display.region import MAX_RECTS, CellGrid
+
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        w, h = int(rng.integers(8, 300)), int(rng.integers(8, 200))
+        grid = CellGrid(w, h, 8)
+        mask = rng.random(grid.shape) < rng.choice([0.0, 0.02, 0.3, 0.9])
+        rects = grid.rects(mask)
+        covered = np.zeros(grid.shape, int)
+        for r in rects:
+            assert r.intersect(Rect(0, 0, w, h)) == r
+            ys, xs = grid.outer(r)
+            covered[ys, xs] += 1
+        if len(rects) <= MAX_RECTS and (covered <= 1).all():
+            assert np.array_equal(covered > 0, mask)
+        else:  # merged into one span per row: covers every mark
+            assert (covered[mask] > 0).all()

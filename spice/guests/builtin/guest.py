@@ -41,6 +41,7 @@ class BuiltinGuest(Guest):
         if width < 320 or height < 200 or width > 8192 or height > 8192:
             raise ValueError(f"unsupported size {width}x{height}")
         self._scheduled = False
+        self._flush_handle: asyncio.Handle | None = None
         self._rendering = False
         self._serial = 0
         self.seed = seed
@@ -109,11 +110,19 @@ class BuiltinGuest(Guest):
         except RuntimeError:
             return  # no loop (plain sync use): the caller calls flush()
         self._scheduled = True
-        loop.call_soon(self.flush)
+        self._flush_handle = loop.call_soon(self.flush)
+
+    def flush_pending(self) -> None:
+        """Make the frame now if drawing is pending (instead of on the next loop turn)."""
+        if self._scheduled:
+            self.flush()
 
     def flush(self) -> Frame | None:
         """Render pending changes and emit them as one frame (returns it, or None if nothing changed)."""
         self._scheduled = False
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         self._rendering = True
         try:
             self.desktop.render()

@@ -110,15 +110,32 @@ class Workload:
         raise NotImplementedError
 
     async def run(self) -> None:
+        """Step ``rate`` times a second until cancelled; each step's frame is made at once."""
         await self.prepare()
         loop = asyncio.get_running_loop()
         period = 1.0 / self.rate
         due = loop.time()
-        while True:
-            self.step()
-            self.steps += 1
+        failed: asyncio.Future[None] = loop.create_future()
+        timer: asyncio.TimerHandle | None = None
+
+        def tick() -> None:  # a timer callback, not a sleeping task: one loop turn per step
+            nonlocal due, timer
+            try:
+                self.step()
+                self.steps += 1
+                self.guest.flush_pending()
+            except Exception as err:
+                failed.set_exception(err)
+                return
             due = max(due + period, loop.time() - period)  # do not burst after a stall
-            await asyncio.sleep(max(0.0, due - loop.time()))
+            timer = loop.call_at(due, tick)
+
+        tick()
+        try:
+            await failed
+        finally:
+            if timer is not None:
+                timer.cancel()
 
 
 class IdleClock(Workload):
