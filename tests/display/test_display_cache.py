@@ -83,3 +83,22 @@ def test_eviction_sends_inval_list_before_reuse():
         assert c._cache_used <= 3 * 32 * 32
     assert invals and len(sh.cache) <= 3
     assert set(sh.cache) == set(c._cache)
+
+
+def test_a_glyph_drawn_again_elsewhere_comes_from_the_cache():
+    """A character cell (9x18) that was sent once is FROM_CACHE when the same pixels come back, at
+    any place (a clock digit, a letter typed again)."""
+    g = FakeGuest(160, 120, 14)
+    p = DisplayPipeline(g)
+    c = p.attach(gtk(20 << 20), lambda: None)
+    sh = ShadowCanvas(160, 120)
+    sh.apply(c.take())
+    glyph = g.rng.integers(0, 256, (18, 9, 4), dtype=np.uint8)
+    for k, (x, y) in enumerate([(10, 10), (50, 70), (91, 33)]):
+        g.fb[y:y + 18, x:x + 9] = glyph
+        g.report(Rect(x, y, x + 9, y + 18))
+        g.finish()
+        cmds = c.take()
+        sh.apply(cmds)
+        assert np.array_equal(sh.bgr(), visible(g.fb))
+        assert len(cmds) == 1 and (types(cmds) == [ImageType.FROM_CACHE]) == (k > 0), k
