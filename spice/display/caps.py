@@ -8,8 +8,8 @@ from spice.proto.display import DisplayCap, ImageType  # the one definition each
 
 PROFILES = ("spice-gtk", "spice-html5", "web")
 
-# Image types we can encode, best lossless first.
-ENCODABLE_LOSSLESS = (ImageType.LZ4, ImageType.LZ_RGB, ImageType.BITMAP)
+# Image types we can encode, best lossless first (ZLIB_GLZ_RGB: chosen per image, see pipeline.encode).
+ENCODABLE_LOSSLESS = (ImageType.LZ4, ImageType.LZ_RGB, ImageType.BITMAP, ImageType.ZLIB_GLZ_RGB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +36,8 @@ class ImageCaps:
         if profile not in PROFILES:
             raise ValueError(f"unknown display client profile {profile!r} (expected one of {PROFILES})")
         if profile == "spice-gtk":
-            types = {ImageType.BITMAP, ImageType.LZ_RGB, ImageType.GLZ_RGB, ImageType.QUIC, ImageType.JPEG,
-                     ImageType.FROM_CACHE, ImageType.FROM_CACHE_LOSSLESS}
+            types = {ImageType.BITMAP, ImageType.LZ_RGB, ImageType.GLZ_RGB, ImageType.ZLIB_GLZ_RGB, ImageType.QUIC,
+                     ImageType.JPEG, ImageType.FROM_CACHE, ImageType.FROM_CACHE_LOSSLESS}
             if DisplayCap.LZ4_COMPRESSION in display_caps:
                 types.add(ImageType.LZ4)
         elif profile == "spice-html5":
@@ -49,6 +49,8 @@ class ImageCaps:
         forced = None if force is None else ImageType(force)
         if forced is not None and forced not in ENCODABLE_LOSSLESS + (ImageType.JPEG,):
             raise ValueError(f"cannot encode image type {forced.name}")
+        if forced == ImageType.ZLIB_GLZ_RGB and forced not in types:  # spice-gtk only (per-client GLZ ids)
+            raise ValueError(f"a {profile} client does not decode {forced.name}")
         return cls(profile, frozenset(types), forced, lossy, mjpeg, cache_pixels)
 
     def with_force(self, force: ImageType | int | None) -> ImageCaps:

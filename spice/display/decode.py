@@ -8,7 +8,7 @@ import lz4.block
 import numpy as np
 import simplejpeg
 
-from spice.display import lz
+from spice.display import glz, lz
 from spice.display.caps import ImageType
 from spice.display.images import BE_U32, BITMAP_FMT_32BIT, BITMAP_HEAD, BITMAP_TOP_DOWN, DESCRIPTOR, U32
 
@@ -40,6 +40,11 @@ def decode_image(image: bytes) -> tuple[Descriptor, np.ndarray | None]:
         return d, (img if flags & BITMAP_TOP_DOWN else img[::-1]).copy()
     if d.type in (ImageType.FROM_CACHE, ImageType.FROM_CACHE_LOSSLESS):
         return d, None
+    if d.type == ImageType.ZLIB_GLZ_RGB:
+        img, _, _ = glz.decode_body(body)
+        if img.shape[:2] != (h, w):
+            raise ValueError("GLZ size differs from the descriptor")
+        return d, img
     (size,) = U32.unpack_from(body)
     data = bytes(body[4:4 + size])
     if len(data) != size:

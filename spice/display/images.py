@@ -12,7 +12,7 @@ import lz4.block
 import numpy as np
 import simplejpeg
 
-from spice.display import lz
+from spice.display import glz, lz
 from spice.display.caps import ImageType
 
 DESCRIPTOR = struct.Struct("<QBBII")  # id, type, flags, width, height (18 bytes)
@@ -84,6 +84,7 @@ ENCODERS = {
     ImageType.LZ4: encode_lz4,
     ImageType.LZ_RGB: encode_lz_rgb,
     ImageType.JPEG: encode_jpeg,
+    ImageType.ZLIB_GLZ_RGB: glz.encode_image,  # GLZ id 0: the client's DisplayClient stamps its own ids
 }
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spice.display import images
+from spice.display import glz, images
 from spice.display.caps import ImageCaps, ImageType
 from spice.display.commands import (
     CopyBits,
@@ -128,6 +128,7 @@ class DisplayClient:
         self._cache_limit = limit
         self._cache: OrderedDict[int, int] = OrderedDict()  # image id -> pixels, least recently used first
         self._cache_used = 0
+        self._glz_id = 0  # the next ZLIB_GLZ_RGB image's GLZ id: 0, 1, 2... in the order the client decodes
         self._last_take = -1e9
         self._wake_handle: asyncio.TimerHandle | None = None
         self.taken_serial = 0
@@ -235,6 +236,9 @@ class DisplayClient:
                     p._arm_timer()
                 else:
                     self._lossy[grid.inner(band)] = False
+            if isinstance(cmd, DrawCopy) and cmd.image[8] == ImageType.ZLIB_GLZ_RGB:
+                cmd = DrawCopy(cmd.rect, glz.stamp(cmd.image, self._glz_id))
+                self._glz_id += 1
             out.append(cmd)
             total += command_size(cmd)
         self.taken_serial = p.serial
@@ -915,6 +919,9 @@ class DisplayPipeline:
         auto = self.force_type is None
         if auto and lossy and rect.area >= JPEG_MIN_PIXELS and self._photographic(rect, px):
             candidates = (ImageType.JPEG,)
+        elif (auto and caps.force is None and rect.area > SMALL_BAND_PIXELS
+                and ImageType.ZLIB_GLZ_RGB in caps.types):  # text lines -30%, photographs -35% vs LZ4
+            candidates = (ImageType.ZLIB_GLZ_RGB,)
         elif (auto and rect.area <= SMALL_BAND_PIXELS and image_type == ImageType.LZ4
                 and ImageType.LZ_RGB in caps.types):
             candidates = (ImageType.LZ4, ImageType.LZ_RGB)

@@ -1,4 +1,4 @@
-"""Real spice-gtk 0.42 decodes our BITMAP / LZ_RGB / LZ4 images, fills and copies pixel-exactly."""
+"""Real spice-gtk 0.42 decodes our BITMAP / LZ_RGB / LZ4 / ZLIB_GLZ_RGB images, fills and copies pixel-exactly."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.peer, pytest.mark.timeout(120),
 W, H = 320, 200
 
 
-@pytest.mark.parametrize("image_type", [ImageType.BITMAP, ImageType.LZ_RGB, ImageType.LZ4])
+@pytest.mark.parametrize("image_type", [ImageType.BITMAP, ImageType.LZ_RGB, ImageType.LZ4, ImageType.ZLIB_GLZ_RGB])
 async def test_spice_gtk_shows_the_guest_exactly(tmp_path, image_type):
     guest = FakeGuest(W, H, seed=int(image_type))
     srv = SpiceServer(guest, ServerConfig(port=0, password="pw"))
