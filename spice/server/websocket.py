@@ -10,6 +10,8 @@ browsers fall behind under bursts of small fills; batching keeps the frame count
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -133,6 +135,103 @@ def send_pending(proto: ServerProtocol, raw: asyncio.StreamWriter) -> None:
             raw.close()
 
 
+def _deliver(proto: ServerProtocol, data: bytes, raw_writer: asyncio.StreamWriter, stream: asyncio.StreamReader,
+             stats: WsStats) -> bool:
+    """Parse received bytes and feed the payloads of binary frames to ``stream``; False once the
+    WebSocket is closing (or ``data`` is b"": end of stream)."""
+    if not data:
+        proto.receive_eof()
+        send_pending(proto, raw_writer)
+        return False
+    proto.receive_data(data)
+    for event in proto.events_received():
+        if not isinstance(event, Frame):
+            continue
+        if event.opcode in (Opcode.BINARY, Opcode.CONT):
+            if event.data:
+                stats.frames_in += 1
+                stats.bytes_in += len(event.data)
+                stream.feed_data(event.data)
+        elif event.opcode is Opcode.TEXT:
+            proto.fail(1003, "SPICE needs binary frames")
+        # PING is answered and CLOSE is handled by the protocol object itself.
+    send_pending(proto, raw_writer)
+    if proto.state is State.CLOSED or proto.state is State.CLOSING or proto.close_expected():
+        if proto.parser_exc is not None:
+            log.info("websocket protocol error: %s", proto.parser_exc)
+        return False
+    return True
+
+
+class _DirectInbound(asyncio.Protocol):
+    """Stands in for the raw stream's protocol once the SPICE side takes payloads as they are fed
+    (a ``direct_read`` channel such as inputs): frames are parsed in the transport's callback, no
+    read-task wake-up a loop turn later (key-to-pixel latency).  Write flow control and connection
+    loss still reach the stream's own protocol, so the raw writer's drain() keeps working."""
+
+    def __init__(self, inner: asyncio.BaseProtocol, transport: asyncio.Transport, deliver: Callable[[bytes], bool],
+                 raw_writer: asyncio.StreamWriter, done: asyncio.Event) -> None:
+        self._inner, self._transport, self._deliver = inner, transport, deliver
+        self._raw_writer, self._done = raw_writer, done
+        self._draining = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._done.is_set():
+            return
+        try:
+            more = self._deliver(data)
+        except (ConnectionError, OSError) as exc:
+            log.debug("websocket read error: %s", exc)
+            more = False
+        if not more:
+            self._done.set()
+        elif self._transport.get_write_buffer_size() > OUTBOUND_HIGH_WATER and not self._draining:
+            # a peer that sends PINGs and never reads must not grow our buffer: read again once drained
+            self._draining = True
+            self._transport.pause_reading()
+            asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            await self._raw_writer.drain()
+            if not self._transport.is_closing():
+                self._transport.resume_reading()
+        except (ConnectionError, OSError):
+            self._done.set()
+        finally:
+            self._draining = False
+
+    def eof_received(self) -> bool | None:
+        if not self._done.is_set():
+            with contextlib.suppress(ConnectionError, OSError):
+                self._deliver(b"")
+            self._done.set()
+        return self._inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._done.set()
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
+def _go_direct(raw_reader: asyncio.StreamReader, raw_writer: asyncio.StreamWriter, stream: asyncio.StreamReader,
+               deliver: Callable[[bytes], bool]) -> asyncio.Event | None:
+    """Switch to :class:`_DirectInbound` when the SPICE side reads ``stream`` directly (it replaced
+    ``feed_data``) and nothing is buffered; returns the event set when the inbound side ends."""
+    transport = raw_writer.transport
+    if ("feed_data" not in vars(stream) or len(getattr(raw_reader, "_buffer", b"x")) or raw_reader.at_eof()
+            or transport.is_closing() or not hasattr(transport, "set_protocol")):
+        return None
+    done = asyncio.Event()
+    transport.set_protocol(_DirectInbound(transport.get_protocol(), transport, deliver, raw_writer, done))
+    return done
+
+
 async def pump_inbound(
     proto: ServerProtocol,
     raw_reader: asyncio.StreamReader,
@@ -148,6 +247,7 @@ async def pump_inbound(
     ``initial`` holds bytes that arrived together with the HTTP upgrade request."""
     got_payload = False
     loop = asyncio.get_running_loop()
+    deliver = functools.partial(_deliver, proto, raw_writer=raw_writer, stream=stream, stats=stats)
     deadline = loop.time() + first_data_timeout
     try:
         while True:
@@ -166,30 +266,17 @@ async def pump_inbound(
                     proto.fail(1008, "no data")
                     send_pending(proto, raw_writer)
                     return
-            if not data:
-                proto.receive_eof()
-                send_pending(proto, raw_writer)
+            frames = stats.frames_in
+            if not deliver(data):
                 return
-            proto.receive_data(data)
-            for event in proto.events_received():
-                if not isinstance(event, Frame):
-                    continue
-                if event.opcode in (Opcode.BINARY, Opcode.CONT):
-                    if event.data:
-                        got_payload = True
-                        stats.frames_in += 1
-                        stats.bytes_in += len(event.data)
-                        stream.feed_data(event.data)
-                elif event.opcode is Opcode.TEXT:
-                    proto.fail(1003, "SPICE needs binary frames")
-                # PING is answered and CLOSE is handled by the protocol object itself.
-            send_pending(proto, raw_writer)
+            got_payload = got_payload or stats.frames_in > frames
             if raw_writer.transport.get_write_buffer_size() > OUTBOUND_HIGH_WATER:
                 await raw_writer.drain()  # a peer that sends PINGs and never reads must not grow our buffer
-            if proto.state is State.CLOSED or proto.state is State.CLOSING or proto.close_expected():
-                if proto.parser_exc is not None:
-                    log.info("websocket protocol error: %s", proto.parser_exc)
-                return
+            if got_payload:
+                done = _go_direct(raw_reader, raw_writer, stream, deliver)
+                if done is not None:
+                    await done.wait()
+                    return
     except (ConnectionError, OSError) as exc:
         log.debug("websocket read error: %s", exc)
     finally:
