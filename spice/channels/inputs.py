@@ -64,11 +64,13 @@ class InputsChannel(Channel):
         self.send(InputsMsg.KEY_MODIFIERS, U16.pack(leds & 7))
 
     def after_feed(self) -> None:
-        """End of a batch of received messages: let a guest that renders lazily (``flush()``) draw the
-        keys now rather than a loop turn later (key-to-pixel latency); its frame goes out at once."""
+        """End of a batch of received messages: let a guest that renders lazily (``flush_pending()`` /
+        ``flush()``) draw the keys now rather than a loop turn later (key-to-pixel latency); its frame
+        goes out at once.  ``flush_pending`` renders only if the keys changed something (not for a
+        release)."""
         if self._keyed:
             self._keyed = False
-            flush = getattr(self.guest, "flush", None)
+            flush = getattr(self.guest, "flush_pending", None) or getattr(self.guest, "flush", None)
             if flush is not None:
                 flush()
 

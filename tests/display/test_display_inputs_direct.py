@@ -140,3 +140,17 @@ async def test_key_batch_flushes_a_lazy_guest_at_once(server):
     assert flushed == [2]  # pointer only: the guest's own scheduling
     main.close()
     inp.close()
+
+
+async def test_key_batch_prefers_flush_pending(server):
+    """A guest with ``flush_pending`` (render only if something is pending) gets that, not ``flush``."""
+    guest = server.guest
+    calls: list[str] = []
+    guest.flush = lambda: calls.append("flush")
+    guest.flush_pending = lambda: calls.append(f"pending {len(guest.keys)}")
+    main, inp, conn = await _inputs(server)
+    inp.send(InputsMsgc.KEY_DOWN, struct.pack("<I", 0x1E))
+    assert await _until(lambda: calls)
+    assert calls == ["pending 1"]
+    main.close()
+    inp.close()

@@ -53,15 +53,15 @@ class Keyboard:
 
     @property
     def shift(self) -> bool:
-        return bool(self.held & SHIFT)
+        return not self.held.isdisjoint(SHIFT)
 
     @property
     def ctrl(self) -> bool:
-        return bool(self.held & CTRL)
+        return not self.held.isdisjoint(CTRL)
 
     @property
     def alt(self) -> bool:
-        return bool(self.held & ALT)
+        return not self.held.isdisjoint(ALT)
 
     def set_leds(self, leds: int) -> None:
         """Set the lock state (e.g. from the client's keyboard modifiers)."""
