@@ -149,11 +149,12 @@ async def test_spice_gtk_shows_the_builtin_terminal_exactly(tmp_path):
     """Typing, editing, output and scrolling in the built-in terminal reach the client mostly as
     COPY_BITS of character cells already on screen (some frames merged for a client that lags):
     spice-gtk's picture equals the guest's framebuffer pixel for pixel."""
-    from datetime import datetime
+    from datetime import datetime, timedelta
 
     from spice.guests.builtin import BuiltinGuest
 
-    guest = BuiltinGuest(800, 600, clock=lambda: datetime(2026, 1, 2, 3, 4, 5))
+    now = [datetime(2026, 1, 2, 3, 58, 55)]
+    guest = BuiltinGuest(800, 600, clock=lambda: now[0])
     srv = SpiceServer(guest, ServerConfig(port=0, password="pw"))
     await srv.start()
     t = guest.terminal
@@ -179,6 +180,10 @@ async def test_spice_gtk_shows_the_builtin_terminal_exactly(tmp_path):
             guest.flush()
             if i % 7 == 0:
                 await asyncio.sleep(0.02)
+        for _ in range(8):  # clock ticks: digits copied from the clock's other cells, or pixels
+            now[0] += timedelta(seconds=1)
+            guest._update_clock()
+            await asyncio.sleep(0.01)
         t.scroll_view(5)  # the scrolled-back view, then back to the bottom
         await asyncio.sleep(0.02)
         t.type_text("q")
@@ -187,6 +192,6 @@ async def test_spice_gtk_shows_the_builtin_terminal_exactly(tmp_path):
     finally:
         await srv.close()
     assert not rep["errors"], rep
-    assert t.grid.copies - copies0 > 5 * (t.grid.drawn - drawn0)
+    assert t.grid.copies - copies0 > 5 * (t.grid.drawn - drawn0) and guest.topbar.clock_grid.copies > 0
     shown = spicegtk.read_dump(tmp_path / "fb.raw", 800, 600)
     assert np.array_equal(shown[..., :3], guest.framebuffer[..., :3])
