@@ -757,6 +757,10 @@ class DisplayPipeline:
 
     def _clip_copy(self, op: CopyRect) -> tuple[Rect, Rect]:
         grid = self.grid
+        s, x, y = op.src, op.dest_x, op.dest_y
+        if (s.left >= 0 and s.top >= 0 and s.right <= grid.width and s.bottom <= grid.height and x >= 0 and y >= 0
+                and x + s.right - s.left <= grid.width and y + s.bottom - s.top <= grid.height):
+            return s, Rect(x, y, x + s.right - s.left, y + s.bottom - s.top)  # on the screen already
         src = grid.clip(op.src)
         dx, dy = op.dest_x - op.src.left, op.dest_y - op.src.top
         dest = grid.clip(src.translate(dx, dy))

@@ -15,12 +15,15 @@ class CellGrid:
     def __init__(self, width: int, height: int, cell: int = 8) -> None:
         self.width, self.height, self.cell = width, height, cell
         self.shape = (-(-height // cell), -(-width // cell))
+        self.screen = Rect(0, 0, width, height)
 
     def new_mask(self, value: bool = False) -> np.ndarray:
         return np.full(self.shape, value, bool)
 
     def clip(self, r: Rect) -> Rect:
-        return r.intersect(Rect(0, 0, self.width, self.height))
+        if r.left >= 0 and r.top >= 0 and r.right <= self.width and r.bottom <= self.height:
+            return r  # already on the screen (the usual case): no new Rect
+        return r.intersect(self.screen)
 
     def outer(self, r: Rect) -> tuple[slice, slice]:
         """Cells touched by ``r`` (assumed clipped to the screen)."""
