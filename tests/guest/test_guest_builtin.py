@@ -234,6 +234,27 @@ async def test_output_scrolls_with_copyrect(guest, shadow):
     assert t.screen_lines[-3:] == ["$ echo scrolled", "scrolled", "$"]
 
 
+async def test_scroll_under_a_window_above_copies_the_uncovered_strip(guest, shadow):
+    t, p = guest.terminal, guest.panel
+    for i in range(t.rows):
+        t.write_line(f"line {i} " + "abc " * (i % 9))
+    guest.desktop.move(p, t.x + 300, t.y + 60)  # the panel covers the terminal's right part
+    guest.desktop.raise_(p)
+    await guest.settle()
+    shadow.take()
+    t.write_line("one more line")
+    await guest.settle()
+    ops = Shadow.ops(shadow.take())
+    area = t.area.translate(t.x, t.y)
+    scroll = [op for op in ops if isinstance(op, CopyRect) and op.src.height > 4 * t.font.cell_h]
+    assert len(scroll) == 1 and scroll[0].src.left == area.left and scroll[0].src.right <= p.x
+    assert sum(op.rect.area for op in ops if isinstance(op, Damage)) < area.area // 4
+    assert np.array_equal(guest.desktop.compose(Rect(0, 0, *guest.size)), guest.framebuffer)
+    guest.desktop.remove(p)
+    await guest.settle()
+    assert_terminal_pixels(guest)
+
+
 async def test_wheel_scrolls_back(guest, shadow):
     t = guest.terminal
     for i in range(t.rows * 2):

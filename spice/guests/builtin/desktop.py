@@ -163,9 +163,19 @@ class Desktop:
         screen = src.translate(win.x, win.y)
         both = screen.translate(0, dy).union(screen)
         if win in self.windows and (win.x, win.y) == self._shown.get(id(win)) and \
-                screen.intersect(self.bounds) == screen and not self._obscured(win, both) and \
+                screen.intersect(self.bounds) == screen and \
                 all(e.intersect(both).is_empty() for e in self._exposed):  # screen there is up to date
-            self.surface.copy(screen, screen.left, screen.top + dy)
+            above = [a.rect for a in self.windows[self.windows.index(win) + 1:] if not a.rect.intersect(both).is_empty()]
+            if above:  # the widest full-height strip left or right of the windows above is still copied
+                lo, hi = min(a.left for a in above), max(a.right for a in above)
+                strips = [Rect(screen.left, screen.top, min(screen.right, lo), screen.bottom),
+                          Rect(max(screen.left, hi), screen.top, screen.right, screen.bottom)]
+                screen = max(strips, key=lambda r: r.width if not r.is_empty() else 0)
+                kept = screen.translate(-win.x, -win.y)
+                for r in subtract(area, Rect(kept.left, area.top, kept.right, area.bottom)):
+                    win.invalidate(r)
+            if not screen.is_empty():
+                self.surface.copy(screen, screen.left, screen.top + dy)
         else:
             win.invalidate(area)
 
