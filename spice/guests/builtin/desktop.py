@@ -20,6 +20,17 @@ from .window import Window
 BACKGROUND = 0x2F5D73
 
 
+def overlaps(a: Rect, b: Rect) -> bool:
+    """True if ``a`` and ``b`` share a pixel (``not a.intersect(b).is_empty()`` without making a Rect)."""
+    return (a.left < b.right and b.left < a.right and a.top < b.bottom and b.top < a.bottom
+            and a.left < a.right and a.top < a.bottom and b.left < b.right and b.top < b.bottom)
+
+
+def inside(r: Rect, width: int, height: int) -> bool:
+    """True if ``r`` lies within ``(0, 0, width, height)``."""
+    return r.left >= 0 and r.top >= 0 and r.right <= width and r.bottom <= height
+
+
 def subtract(a: Rect, b: Rect) -> list[Rect]:
     """``a`` minus ``b`` as up to four disjoint rectangles."""
     i = a.intersect(b)
@@ -129,8 +140,7 @@ class Desktop:
 
     def window_at(self, x: int, y: int) -> Window | None:
         for win in reversed(self.windows):
-            r = win.rect
-            if r.left <= x < r.right and r.top <= y < r.bottom:
+            if win.x <= x < win.x + win.w and win.y <= y < win.y + win.h:
                 return win
         return None
 
@@ -145,8 +155,16 @@ class Desktop:
 
     def _obscured(self, win: Window, r: Rect) -> bool:
         """True if a window above ``win`` overlaps screen rect ``r``."""
-        above = self.windows[self.windows.index(win) + 1:]
-        return any(not a.rect.intersect(r).is_empty() for a in above)
+        windows = self.windows
+        for a in windows[windows.index(win) + 1:]:
+            if (a.x < r.right and r.left < a.x + a.w and a.y < r.bottom and r.top < a.y + a.h
+                    and r.left < r.right and r.top < r.bottom and a.w > 0 and a.h > 0):
+                return True
+        return False
+
+    def _moves_pending(self) -> bool:
+        shown = self._shown
+        return any((w.x, w.y) != shown.get(id(w)) for w in self.windows)
 
     # -- scrolling a window's area (used by the terminal during sync)
     def scroll_window(self, win: Window, area: Rect, dy: int) -> None:
@@ -183,11 +201,12 @@ class Desktop:
     def stale_rects(self, win: Window) -> list[Rect] | None:
         """Window-local rects where the screen does not show ``win``'s buffer now (a window above, a
         repaint pending); None when no part of ``win`` may be copied on screen (not shown, a move pending)."""
-        if win not in self.windows or any((w.x, w.y) != self._shown.get(id(w)) for w in self.windows):
+        if win not in self.windows or self._moves_pending():
             return None
+        x, y = win.x, win.y
         out = list(win.dirty)
-        out += [a.rect.translate(-win.x, -win.y) for a in self.windows[self.windows.index(win) + 1:]]
-        out += [e.translate(-win.x, -win.y) for e in self._exposed]
+        out += [Rect(a.x - x, a.y - y, a.x + a.w - x, a.y + a.h - y) for a in self.windows[self.windows.index(win) + 1:]]
+        out += [e.translate(-x, -y) for e in self._exposed]
         return out
 
     def copy_in_window(self, win: Window, src: Rect, dx: int, dy: int) -> bool:
@@ -197,13 +216,14 @@ class Desktop:
         draws the pixels instead."""
         stale = self.stale_rects(win)
         dest = src.translate(dx, dy)
-        local = Rect(0, 0, win.w, win.h)
-        if stale is None or src.is_empty() or src.intersect(local) != src or dest.intersect(local) != dest:
+        w, h = win.w, win.h
+        if stale is None or src.is_empty() or not inside(src, w, h) or not inside(dest, w, h):
             return False
         screen = src.translate(win.x, win.y)
         to = screen.translate(dx, dy)
-        if screen.intersect(self.bounds) != screen or to.intersect(self.bounds) != to or \
-                self._obscured(win, to) or any(not s.intersect(src).is_empty() for s in stale):
+        sw, sh = self.bounds.right, self.bounds.bottom
+        if not inside(screen, sw, sh) or not inside(to, sw, sh) or self._obscured(win, to) or \
+                any(overlaps(s, src) for s in stale):
             return False
         win.buf[dest.top:dest.bottom, dest.left:dest.right] = win.buf[src.top:src.bottom, src.left:src.right]
         self.surface.copy(screen, to.left, to.top)
@@ -241,8 +261,9 @@ class Desktop:
     def _apply_move(self, win: Window, copy: bool = True) -> None:
         old, new = self._shown_rect(win), win.rect
         self._shown[id(win)] = (win.x, win.y)
-        if copy and not self._obscured(win, old.union(new)) and old.intersect(self.bounds) == old \
-                and new.intersect(self.bounds) == new and all(e.intersect(old).is_empty() for e in self._exposed):
+        sw, sh = self.bounds.right, self.bounds.bottom
+        if copy and inside(old, sw, sh) and inside(new, sw, sh) and not self._obscured(win, old.union(new)) \
+                and not any(overlaps(e, old) for e in self._exposed):
             self.surface.copy(old, new.left, new.top)
         else:
             self._exposed.append(new)
@@ -251,35 +272,38 @@ class Desktop:
 
     def repaint(self, r: Rect) -> None:
         """Make screen rect ``r`` show the composition (Fill for plain background, else diffed Damage)."""
-        r = r.intersect(self.bounds)
+        if not inside(r, self.bounds.right, self.bounds.bottom):
+            r = r.intersect(self.bounds)
         if r.is_empty():
             return
-        if self.mark_rect.intersect(r).is_empty() and all(w.rect.intersect(r).is_empty() for w in self.windows):
+        if not overlaps(self.mark_rect, r) and not any(w.touches(r) for w in self.windows):
             color = fill_value(BACKGROUND)
             if not (self.fb.view(np.uint32)[r.top:r.bottom, r.left:r.right, 0] == color).all():
                 self.surface.fill(r, color)
             return
         top = self.window_at(r.left, r.top)
-        diff = top is None or getattr(top, "exact_damage", True) or top.rect.intersect(r) != r
+        diff = top is None or getattr(top, "exact_damage", True) or not top.covers(r)
         self.surface.put(r.left, r.top, self.compose(r, copy=False), diff=diff)
 
     def compose(self, r: Rect, copy: bool = True) -> np.ndarray:
         """The composed pixels of screen rect ``r`` (``copy=False``: may be a read-only view)."""
+        windows = self.windows
         start = -1
-        for i in range(len(self.windows) - 1, -1, -1):
-            if self.windows[i].rect.intersect(r) == r:
+        for i in range(len(windows) - 1, -1, -1):
+            if windows[i].covers(r):
                 start = i
                 break
-        above = [w for w in self.windows[start + 1:] if not w.rect.intersect(r).is_empty()]
+        above = [w for w in windows[start + 1:] if w.touches(r)]
         if start >= 0:
-            w = self.windows[start]
+            w = windows[start]
             out = w.buf[r.top - w.y:r.bottom - w.y, r.left - w.x:r.right - w.x]
         else:
             out = self.background[r.top:r.bottom, r.left:r.right]
         if copy or above:
             out = out.copy()
         for w in above:
-            i = w.rect.intersect(r)
-            out[i.top - r.top:i.bottom - r.top, i.left - r.left:i.right - r.left] = \
-                w.buf[i.top - w.y:i.bottom - w.y, i.left - w.x:i.right - w.x]
+            h, wd = w.buf.shape[:2]
+            x0, y0 = max(r.left, w.x), max(r.top, w.y)
+            x1, y1 = min(r.right, w.x + wd), min(r.bottom, w.y + h)
+            out[y0 - r.top:y1 - r.top, x0 - r.left:x1 - r.left] = w.buf[y0 - w.y:y1 - w.y, x0 - w.x:x1 - w.x]
         return out

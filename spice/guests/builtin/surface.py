@@ -107,7 +107,9 @@ class Surface:
         dest = src.translate(dest_x - src.left, dest_y - src.top)
         if src.is_empty() or (dest_x, dest_y) == (src.left, src.top):
             return
-        if src.intersect(self.bounds) != src or dest.intersect(self.bounds) != dest:
+        w, h = self.bounds.right, self.bounds.bottom
+        if (src.left < 0 or src.top < 0 or src.right > w or src.bottom > h
+                or dest.left < 0 or dest.top < 0 or dest.right > w or dest.bottom > h):
             raise ValueError(f"copy {src} -> {dest} leaves the screen")
         self._ops.append(CopyRect(src, dest_x, dest_y))
         if self.hold:
@@ -127,7 +129,9 @@ class Surface:
         if self._held:
             self.apply_held()
         h, w = pixels.shape[:2]
-        r = Rect(x, y, x + w, y + h).intersect(self.bounds)
+        r = Rect(x, y, x + w, y + h)
+        if x < 0 or y < 0 or x + w > self.bounds.right or y + h > self.bounds.bottom:
+            r = r.intersect(self.bounds)
         if r.is_empty():
             return
         src = pixels[r.top - y:r.bottom - y, r.left - x:r.right - x]

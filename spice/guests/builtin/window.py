@@ -43,6 +43,19 @@ class Window:
         """Screen rectangle."""
         return Rect(self.x, self.y, self.x + self.w, self.y + self.h)
 
+    def covers(self, r: Rect) -> bool:
+        """True if the window's screen rectangle contains ``r`` (no Rect made: compositing hot path)."""
+        x, y = self.x, self.y
+        h, w = self.buf.shape[:2]
+        return x <= r.left and y <= r.top and r.right <= x + w and r.bottom <= y + h
+
+    def touches(self, r: Rect) -> bool:
+        """True if the window's screen rectangle shares a pixel with ``r``."""
+        x, y = self.x, self.y
+        h, w = self.buf.shape[:2]
+        return x < r.right and r.left < x + w and y < r.bottom and r.top < y + h and r.left < r.right \
+            and r.top < r.bottom and w > 0 and h > 0
+
     @property
     def title_rect(self) -> Rect:
         """Screen rectangle of the title bar (empty if untitled)."""
