@@ -96,6 +96,14 @@ def _match_share(rows: np.ndarray) -> float:
     return float(same.mean())
 
 
+def literal_heavy(pixels: np.ndarray) -> bool:
+    """Whether ``pixels`` would be sent as literal runs alone (a photograph: few pixels equal a neighbour)."""
+    h, w = pixels.shape[:2]
+    if not h * w:
+        return False
+    return _match_share(np.ascontiguousarray(pixels).view(np.uint32)[..., 0] & np.uint32(0x00FFFFFF)) < FEW_MATCHES
+
+
 def encode_ops(pixels: np.ndarray, matches: bool | None = None) -> np.ndarray:
     """The GLZ RGB32 operations (no header) for ``(h, w, 4)`` uint8 B, G, R, X pixels: literal runs
     and left/above matches; ``matches=None``: literal runs alone where matches would cover under

@@ -191,6 +191,31 @@ def test_only_spice_gtk_gets_zlib_glz():
             ImageCaps.from_caps({3}, {5}, profile, force=ImageType.ZLIB_GLZ_RGB)
 
 
+def test_spice_gtk_gets_glz_for_photographs_and_where_lz4_is_big():
+    g = FakeGuest(320, 64, seed=8)
+    g.fb[:] = 240
+    g.fb[10:20, 10:300, :3] = (200, 100, 50)  # a plain UI piece: a few hundred bytes of LZ4
+    p = DisplayPipeline(g)
+    c = p.attach(ImageCaps.from_caps({3}, GTK_CAPS, "spice-gtk"), lambda: None)
+
+    def sent() -> list[DrawCopy]:
+        return [x for x in c.take() if isinstance(x, DrawCopy)]
+
+    (ui,) = sent()
+    assert ui.image[8] == ImageType.LZ4 and len(ui.image) <= 2048
+    g.damage(Rect(0, 0, 320, 64), "text")  # sparse ink: LZ4 needs kilobytes
+    g.finish()
+    (text,) = sent()
+    lz4 = images.encode_lz4(p.snapshot)
+    assert len(lz4) > 2048 and text.image[8] == ImageType.ZLIB_GLZ_RGB and len(text.image) < 0.8 * len(lz4)
+    g.fb[:] = photo(320, 64, 4)
+    g.report(Rect(0, 0, 320, 64))
+    g.finish()
+    (ph,) = sent()
+    assert ph.image[8] == ImageType.ZLIB_GLZ_RGB and len(ph.image) < 0.8 * len(images.encode_lz4(p.snapshot))
+    assert [glz.glz_id_of(x.image) for x in (text, ph)] == [0, 1]
+
+
 # -- real spice-gtk
 
 W, H = 320, 200
