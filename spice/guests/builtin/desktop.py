@@ -264,7 +264,8 @@ class Desktop:
         sw, sh = self.bounds.right, self.bounds.bottom
         if copy and inside(old, sw, sh) and inside(new, sw, sh) and not self._obscured(win, old.union(new)) \
                 and not any(overlaps(e, old) for e in self._exposed):
-            self.surface.copy(old, new.left, new.top)
+            # the screen shows the window's buffer at ``old`` unless it has changes pending: write that
+            self.surface.copy(old, new.left, new.top, None if win.dirty else win.buf)
         else:
             self._exposed.append(new)
         for r in subtract(old, new):

@@ -102,8 +102,9 @@ class Surface:
         for (x0, y0, x1, y1), c in zip(rects, colors, strict=True):
             fb32[y0:y1, x0:x1] = c
 
-    def copy(self, src: Rect, dest_x: int, dest_y: int) -> None:
-        """Copy ``src`` to top-left ``(dest_x, dest_y)``; both must lie inside the screen."""
+    def copy(self, src: Rect, dest_x: int, dest_y: int, pixels: np.ndarray | None = None) -> None:
+        """Copy ``src`` to top-left ``(dest_x, dest_y)``; both must lie inside the screen.  ``pixels``: the
+        caller's copy of what ``src`` shows now, written instead (one pass, no overlap temporary)."""
         dest = src.translate(dest_x - src.left, dest_y - src.top)
         if src.is_empty() or (dest_x, dest_y) == (src.left, src.top):
             return
@@ -113,12 +114,15 @@ class Surface:
             raise ValueError(f"copy {src} -> {dest} leaves the screen")
         self._ops.append(CopyRect(src, dest_x, dest_y))
         if self.hold:
-            self._held.append(("copy", src, dest_x - src.left, dest_y - src.top))
+            self._held.append(("copy", src, dest_x - src.left, dest_y - src.top, pixels))
         else:
-            self._copy(src, dest_x - src.left, dest_y - src.top)
+            self._copy(src, dest_x - src.left, dest_y - src.top, pixels)
 
-    def _copy(self, src: Rect, dx: int, dy: int) -> None:
-        copy_block(self.fb, src, dx, dy)
+    def _copy(self, src: Rect, dx: int, dy: int, pixels: np.ndarray | None = None) -> None:
+        if pixels is None:
+            copy_block(self.fb, src, dx, dy)
+        else:
+            self.fb[src.top + dy:src.bottom + dy, src.left + dx:src.right + dx] = pixels
         for d in list(self._damage):
             moved = d.intersect(src)
             if not moved.is_empty():
@@ -172,7 +176,7 @@ class Surface:
                 r = op[1]
                 fb32[r.top:r.bottom, r.left:r.right] = op[2]
             elif op[0] == "copy":
-                self._copy(op[1], op[2], op[3])
+                self._copy(op[1], op[2], op[3], op[4])
             else:
                 self._fill_many(op[1], op[2])
 
