@@ -185,7 +185,7 @@ def encode_image(pixels: np.ndarray, image_id: int = 0, flags: int = 0, matches:
     else:
         body = zlib.compress(ops, ZLIB_LEVEL if level is None else level, -15)
     glz_size = len(head) + len(ops)
-    adler = zlib.adler32(ops, zlib.adler32(head))
+    adler = _fast_lib.adler32(ops, _fast_lib.adler32(head))  # ISA-L's: 6x faster than zlib's
     data_size = len(ZLIB_HEADER) + len(STORED_HEADER) + len(head) + len(body) + 4
     return b"".join((DESCRIPTOR.pack(image_id, ImageType.ZLIB_GLZ_RGB, flags, w, h),
                      SIZES.pack(glz_size, data_size), ZLIB_HEADER, STORED_HEADER, head, body,
