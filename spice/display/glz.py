@@ -3,16 +3,18 @@
 GLZ stream (spice-common lz_common.h, spice-gtk decode-glz-tmpl.c): a 33-byte big-endian header
 (magic, version, ``type | top_down << 4``, width, height, stride, 64-bit image id, ``win_head_dist``),
 then operations.  A control byte ``c < 32`` starts a literal run of ``c + 1`` pixels (B, G, R each);
-``c >= 32`` is a match of ``L = c >> 5`` pixels (``L == 7``: plus extension bytes while 255), then
-``o`` = the offset's bits 4..11 and a byte ``0`` (same image, offset below 4096, ``c & 15`` = bits
-0..3): the match copies from ``o + 1`` pixels back.  Here matches are "same as the pixel to the left"
+``c >= 32`` is a match of ``L = c >> 5`` pixels (``L == 7``: plus extension bytes while 255), then a
+byte with bits 4..11 of the offset ``o`` (bits 0..3 are ``c & 15``) and a byte ``0`` (this image,
+``o < 4096``): the match copies from ``o + 1`` pixels back.  Here matches are "same as the pixel to the left"
 and "same as the pixel above", found with numpy (as :mod:`spice.display.lz`); images never refer to
 other images.
 
 The client keeps every GLZ image in a window, by id, and frees the ones before ``id -
 win_head_dist`` of the newest image that closes its run of ids; ids must therefore start at 0 on each
-connection and go up by one per image, in the order the client decodes them.  With
-``win_head_dist = 0`` the window holds the newest image alone.  The id is inside the deflated data,
+connection and go up by one per image, in the order the client decodes them (as libspice-server's
+dictionary does; a spice-gtk session object that reconnects keeps its old ``oldest`` and so holds the new
+connection's images until their ids pass it, with either server).  With ``win_head_dist = 0`` the
+window holds the newest image alone.  The id is inside the deflated data,
 so :func:`encode_image` deflates the operations once (shared by every client) and keeps the GLZ
 header in a stored block in front of them; :func:`stamp` writes one client's id there and corrects
 the Adler-32 in place of deflating again.
