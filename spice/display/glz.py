@@ -36,9 +36,11 @@ try:  # ISA-L's deflate: 4x faster than zlib's level 1 on photographs (1.28 MB p
     from isal import isal_zlib as _fast_lib
 
     FAST_LEVEL = 3  # isal levels are 0-3
+    FAST_DEFLATE = True
 except ImportError:  # pragma: no cover - depends on the installed packages
     _fast_lib = zlib  # type: ignore[assignment]
     FAST_LEVEL = 1
+    FAST_DEFLATE = False  # photographs cost 3x LZ4's CPU: the pipeline keeps LZ4 for them
 #: operations of images with few matches (photographs: ~99% literal bytes) are deflated with the fast
 #: compressor; the others (text, UI: a tenth of the raw size once matched) with zlib at this level
 LITERAL_HEAVY = 0.5

@@ -940,10 +940,11 @@ class DisplayPipeline:
         if candidates == (ImageType.JPEG,):
             data = images.encode_jpeg(px, image_id, quality=JPEG_QUALITY)
         elif candidates[-1] == ImageType.ZLIB_GLZ_RGB:
-            # photographs: GLZ alone (-33% vs LZ4 at about its CPU); else LZ4, and GLZ too if that is big
-            # (text: -30% for +0.3 ms; small UI pieces gain ~25 bytes for the same 0.3 ms)
-            data = b"" if glz.literal_heavy(px) else images.encode(image_type, px, image_id)
-            if not data or len(data) > GLZ_AFTER_BYTES:
+            # photographs: GLZ alone (-33% vs LZ4 at about its CPU with ISA-L; LZ4 alone without); else LZ4,
+            # and GLZ too if that is big (text: -30% for +0.3 ms; small UI pieces gain ~25 bytes for 0.3 ms)
+            photo = glz.literal_heavy(px)
+            data = b"" if photo and glz.FAST_DEFLATE else images.encode(image_type, px, image_id)
+            if not data or (len(data) > GLZ_AFTER_BYTES and not photo):
                 data = min((d for d in (data, images.encode(ImageType.ZLIB_GLZ_RGB, px, image_id)) if d), key=len)
         else:
             data = min((images.encode(t, px, image_id) for t in candidates), key=len)

@@ -142,7 +142,13 @@ class GlzWindow:
         return sum(i is not None for i in self.slots)
 
 
-def test_each_client_numbers_its_glz_images_from_0_and_the_window_keeps_one():
+@pytest.fixture
+def fast_deflate(monkeypatch):
+    """Photographs go to GLZ as with ISA-L installed (without it zlib does the work, slower)."""
+    monkeypatch.setattr(glz, "FAST_DEFLATE", True)
+
+
+def test_each_client_numbers_its_glz_images_from_0_and_the_window_keeps_one(fast_deflate):
     g = FakeGuest(256, 160, seed=4)
     g.fb[:] = photo(256, 160, 1)
     p = DisplayPipeline(g, max_band_pixels=8192)
@@ -176,7 +182,7 @@ def test_each_client_numbers_its_glz_images_from_0_and_the_window_keeps_one():
     assert p.stats.shared > 0  # one deflate for both clients
 
 
-def test_only_spice_gtk_gets_zlib_glz():
+def test_only_spice_gtk_gets_zlib_glz(fast_deflate):
     g = FakeGuest(200, 120, seed=5)
     g.fb[:] = photo(200, 120, 2)
     p = DisplayPipeline(g)
@@ -191,7 +197,16 @@ def test_only_spice_gtk_gets_zlib_glz():
             ImageCaps.from_caps({3}, {5}, profile, force=ImageType.ZLIB_GLZ_RGB)
 
 
-def test_spice_gtk_gets_glz_for_photographs_and_where_lz4_is_big():
+def test_without_a_fast_deflate_photographs_stay_lz4(monkeypatch):
+    monkeypatch.setattr(glz, "FAST_DEFLATE", False)
+    g = FakeGuest(320, 64, seed=9)
+    g.fb[:] = photo(320, 64, 5)
+    p = DisplayPipeline(g)
+    c = p.attach(ImageCaps.from_caps({3}, GTK_CAPS, "spice-gtk"), lambda: None)
+    assert {x.image[8] for x in c.take() if isinstance(x, DrawCopy)} == {ImageType.LZ4}
+
+
+def test_spice_gtk_gets_glz_for_photographs_and_where_lz4_is_big(fast_deflate):
     g = FakeGuest(320, 64, seed=8)
     g.fb[:] = 240
     g.fb[10:20, 10:300, :3] = (200, 100, 50)  # a plain UI piece: a few hundred bytes of LZ4
@@ -237,7 +252,7 @@ async def _gtk_client(uri: str, workdir: Path, dump: Path, settle: float) -> dic
 @pytest.mark.peer
 @pytest.mark.timeout(180)
 @pytest.mark.skipif(not spicegtk.have_spice_glib(), reason="SpiceClientGLib (gi) missing")
-async def test_spice_gtk_decodes_glz_photographs_exactly_and_frees_its_window(tmp_path):
+async def test_spice_gtk_decodes_glz_photographs_exactly_and_frees_its_window(tmp_path, fast_deflate):
     guest = FakeGuest(W, H, seed=6)
     guest.fb[:] = photo(W, H, 1)
     srv = SpiceServer(guest, ServerConfig(port=0, password="pw"))
