@@ -113,8 +113,8 @@ class Surface:
                 or dest.left < 0 or dest.top < 0 or dest.right > w or dest.bottom > h):
             raise ValueError(f"copy {src} -> {dest} leaves the screen")
         self._ops.append(CopyRect(src, dest_x, dest_y))
-        if self.hold:
-            self._held.append(("copy", src, dest_x - src.left, dest_y - src.top, pixels))
+        if self.hold:  # (``pixels`` may be a view that changes before the copy is applied: not kept)
+            self._held.append(("copy", src, dest_x - src.left, dest_y - src.top, None))
         else:
             self._copy(src, dest_x - src.left, dest_y - src.top, pixels)
 
