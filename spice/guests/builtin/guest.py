@@ -151,6 +151,7 @@ class BuiltinGuest(Guest):
     async def _clock_loop(self) -> None:
         while True:
             self._update_clock()
+            self.flush_pending()  # the tick's frame now: no extra loop turn
             await asyncio.sleep(1.0 - time.time() % 1.0 + 0.002)
 
     # -- devices

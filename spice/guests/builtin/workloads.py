@@ -139,10 +139,15 @@ class Workload:
 
 
 class IdleClock(Workload):
+    """Only the top bar's clock ticks (the guest's own clock task): no steps, so no wake-ups."""
+
     rate = 1.0
 
     def step(self) -> None:
         pass
+
+    async def run(self) -> None:
+        await asyncio.Event().wait()  # until cancelled
 
 
 class Typing(Workload):
