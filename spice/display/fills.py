@@ -143,7 +143,13 @@ def cell_masks(grid: CellGrid, rects: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def _paint(gh: int, gw: int, y0: np.ndarray, y1: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
-    """Boolean ``(gh, gw)`` mask of the union of cell ranges ``[y0, y1) x [x0, x1)`` (a 2-D prefix sum)."""
+    """Boolean ``(gh, gw)`` mask of the union of cell ranges ``[y0, y1) x [x0, x1)`` (a 2-D prefix sum;
+    a few ranges are painted by slicing, cheaper than the sums over the whole grid)."""
+    if len(y0) <= 8:
+        out = np.zeros((gh, gw), bool)
+        for a, b, c, d in zip(y0.tolist(), y1.tolist(), x0.tolist(), x1.tolist(), strict=True):
+            out[a:b, c:d] = True
+        return out
     w = gw + 1
     idx = np.concatenate((y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1))
     ones = np.ones(len(y0), np.int32)
