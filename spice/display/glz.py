@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from spice.display.caps import ImageType
+from spice.display.lz import _LIT, class_tokens
 
 try:  # ISA-L's deflate: 4x faster than zlib's level 1 on photographs (1.28 MB per 1024x768 frame vs 1.23)
     from isal import isal_zlib as _fast_lib
@@ -64,7 +65,7 @@ MAX_LITERAL = 32
 MAX_MATCH = 7 + 254  # one extension byte
 FEW_MATCHES = 0.5  # photographs (9-15% here; text 84% and more): literal runs alone deflate 5% smaller
 MAX_SHORT_OFFSET = 4095  # offset - 1 below 4096: the two-byte form
-_LIT, _LEFT, _ABOVE = 0, 1, 2
+_LEFT, _ABOVE = 1, 2  # pixel classes, as in spice.display.lz
 
 
 class GlzError(ValueError):
@@ -125,21 +126,9 @@ def encode_ops(pixels: np.ndarray, matches: bool | None = None) -> np.ndarray:
         cls[1:][flat[1:] == flat[:-1]] = _LEFT
         if h > 1 and w - 1 <= MAX_SHORT_OFFSET:
             cls[w:][flat[w:] == flat[:-w]] = _ABOVE  # preferred: long runs across repeated rows
-    starts = np.concatenate(([0], np.flatnonzero(cls[1:] != cls[:-1]) + 1))
-    seg_len = np.diff(np.append(starts, n))
-    if len(starts) == 1 and cls[0] == _LIT:
+    if not cls.any():
         return _literals_only(px, w, h)
-    seg_cls = cls[starts]
-    # segments -> tokens (pieces) of bounded length
-    cap = np.where(seg_cls == _LIT, MAX_LITERAL, MAX_MATCH)
-    npieces = (seg_len + cap - 1) // cap
-    piece_seg = np.repeat(np.arange(len(starts)), npieces)
-    first_piece = np.cumsum(npieces) - npieces
-    j = np.arange(len(piece_seg)) - first_piece[piece_seg]
-    pcap = cap[piece_seg]
-    pstart = starts[piece_seg] + j * pcap
-    plen = np.minimum(pcap, starts[piece_seg] + seg_len[piece_seg] - pstart)
-    pcls = seg_cls[piece_seg]
+    pstart, plen, pcls = class_tokens(cls, MAX_LITERAL, MAX_MATCH)
     lit = pcls == _LIT
     size = np.where(lit, 1 + 3 * plen, np.where(plen < 7, 3, 4))
     off = np.cumsum(size) - size

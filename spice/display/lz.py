@@ -28,6 +28,24 @@ NEAR_MAX_DISTANCE_CODE = 8190  # codes 0..8190 are near (31,255 escapes to far)
 _LIT, _LEFT, _ABOVE = 0, 1, 2
 
 
+def class_tokens(cls: np.ndarray, max_literal: int, max_copy: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut the runs of equal pixel classes (``_LIT``/``_LEFT``/``_ABOVE`` per pixel) into tokens of at most
+    ``max_literal`` / ``max_copy`` pixels: each token's first pixel, length and class (LZ and GLZ)."""
+    n = len(cls)
+    starts = np.concatenate(([0], np.flatnonzero(cls[1:] != cls[:-1]) + 1))
+    seg_len = np.diff(np.append(starts, n))
+    seg_cls = cls[starts]
+    cap = np.where(seg_cls == _LIT, max_literal, max_copy)
+    npieces = (seg_len + cap - 1) // cap
+    piece_seg = np.repeat(np.arange(len(starts)), npieces)
+    first_piece = np.cumsum(npieces) - npieces
+    j = np.arange(len(piece_seg)) - first_piece[piece_seg]
+    pcap = cap[piece_seg]
+    pstart = starts[piece_seg] + j * pcap
+    plen = np.minimum(pcap, starts[piece_seg] + seg_len[piece_seg] - pstart)
+    return pstart, plen, seg_cls[piece_seg]
+
+
 def encode_rgb32(pixels: np.ndarray) -> bytes:
     """LZ stream (header + body) for ``pixels``: ``(h, w, 4)`` uint8 B, G, R, X; X is not sent."""
     h, w = pixels.shape[:2]
@@ -42,20 +60,7 @@ def encode_rgb32(pixels: np.ndarray) -> bytes:
     if h > 1 and w - 1 <= NEAR_MAX_DISTANCE_CODE:
         cls[w:][flat[w:] == flat[:-w]] = _ABOVE  # preferred: long runs across repeated rows
 
-    # class runs -> segments
-    starts = np.concatenate(([0], np.flatnonzero(cls[1:] != cls[:-1]) + 1))
-    seg_len = np.diff(np.append(starts, n))
-    seg_cls = cls[starts]
-    # segments -> tokens (pieces) of bounded length
-    cap = np.where(seg_cls == _LIT, MAX_LITERAL, MAX_COPY)
-    npieces = (seg_len + cap - 1) // cap
-    piece_seg = np.repeat(np.arange(len(starts)), npieces)
-    first_piece = np.cumsum(npieces) - npieces
-    j = np.arange(len(piece_seg)) - first_piece[piece_seg]
-    pcap = cap[piece_seg]
-    pstart = starts[piece_seg] + j * pcap
-    plen = np.minimum(pcap, starts[piece_seg] + seg_len[piece_seg] - pstart)
-    pcls = seg_cls[piece_seg]
+    pstart, plen, pcls = class_tokens(cls, MAX_LITERAL, MAX_COPY)
     lit = pcls == _LIT
     size = np.where(lit, 1 + 3 * plen, np.where(plen < 7, 2, 3))
     off = np.cumsum(size) - size
