@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +11,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
 import spicegtk  # noqa: E402
+from scenes import many_fills_guest  # noqa: E402
 
-import spice.display.fills as fills_module  # noqa: E402
-from spice.guests.builtin import BuiltinGuest  # noqa: E402
 from spice.server.config import ServerConfig  # noqa: E402
 from spice.server.server import SpiceServer  # noqa: E402
 
@@ -25,17 +23,7 @@ W, H = 640, 480
 
 
 async def test_spice_gtk_shows_the_many_small_fills_scene_exactly(tmp_path, monkeypatch):
-    grouped = []  # rects per grouped DRAW_FILL the pipeline made
-    real_batch = fills_module.batch_fills
-
-    def counting_batch(rects, colors):
-        cmds = real_batch(rects, colors)
-        grouped.extend(len(c.clip) // 16 for c in cmds if c.clip)
-        return cmds
-
-    monkeypatch.setattr(fills_module, "batch_fills", counting_batch)
-    guest = BuiltinGuest(W, H, workload="many-small-fills", clock=lambda: datetime(2026, 1, 2, 3, 4, 5),
-                         uptime=lambda: 42.0)
+    guest, grouped = many_fills_guest(monkeypatch, W, H)
     srv = SpiceServer(guest, ServerConfig(port=0, password="pw"))
     await srv.start()
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -11,9 +10,8 @@ from test_web_browser import canvas_matches_guest, open_client, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
 from browser import chromium, chromium_available  # noqa: E402
+from scenes import many_fills_guest  # noqa: E402
 
-import spice.display.fills as fills_module  # noqa: E402
-from spice.guests.builtin import BuiltinGuest  # noqa: E402
 from spice.server.config import ServerConfig  # noqa: E402
 from spice.server.server import SpiceServer  # noqa: E402
 
@@ -25,17 +23,7 @@ pytestmark = [
 
 
 async def test_browser_draws_grouped_fills_exactly(monkeypatch):
-    grouped = []  # rects per grouped DRAW_FILL the pipeline made
-    real_batch = fills_module.batch_fills
-
-    def counting_batch(rects, colors):
-        cmds = real_batch(rects, colors)
-        grouped.extend(len(c.clip) // 16 for c in cmds if c.clip)
-        return cmds
-
-    monkeypatch.setattr(fills_module, "batch_fills", counting_batch)
-    guest = BuiltinGuest(640, 480, workload="many-small-fills", clock=lambda: datetime(2026, 1, 2, 3, 4, 5),
-                         uptime=lambda: 42.0)
+    guest, grouped = many_fills_guest(monkeypatch, 640, 480)
     srv = SpiceServer(guest, ServerConfig(port=0, disable_ticketing=True))
     await srv.start()
     try:
