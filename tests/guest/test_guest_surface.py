@@ -86,3 +86,25 @@ def test_copy_block_matches_a_plain_copy():
             a[src.top:src.bottom, src.left:src.right].copy()
         copy_block(a, src, dx, dy)
         assert np.array_equal(a, want), (src, dx, dy)
+
+
+def test_window_scroll_area_matches_copy_block():
+    """Sliding a window's buffer view (up and down, past the backing's ends) equals copying the rows."""
+    from spice.guests.builtin.surface import copy_block
+    from spice.guests.builtin.window import Window
+
+    rng = np.random.default_rng(3)
+    win = Window("t", 0, 0, 200, 300)
+    win.buf[:] = rng.integers(0, 256, win.buf.shape, np.uint8)
+    want = win.buf.copy()
+    tall = Rect(3, 10, 197, 296)
+    slid = 0
+    for area, dy in [(tall, -6)] * 120 + [(tall, 9)] * 150 + [(Rect(2, 3, 198, 299), -1)] * 5 \
+            + [(Rect(30, 20, 60, 88), -4), (tall, 50)]:
+        src = Rect(area.left, area.top + max(0, -dy), area.right, area.bottom - max(0, dy))
+        copy_block(want, src, 0, dy)
+        win.scroll_area(area, dy)
+        assert np.array_equal(win.buf, want)
+        slid += win.buf.base is not None
+        win.buf[area.bottom - 1, area.left] = want[area.bottom - 1, area.left] = rng.integers(0, 256, 4)
+    assert slid > 200  # the view really slid (not the copy fallback)

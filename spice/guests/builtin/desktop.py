@@ -14,7 +14,7 @@ import numpy as np
 
 from ..base import Rect
 from .font import bgrx, fill_value, glyphs
-from .surface import Surface, add_merged, copy_block
+from .surface import Surface, add_merged
 from .window import Window
 
 BACKGROUND = 0x2F5D73
@@ -173,7 +173,7 @@ class Desktop:
             win.invalidate(area)
             return
         src = Rect(area.left, area.top + max(0, -dy), area.right, area.bottom - max(0, dy))
-        copy_block(win.buf, src, 0, dy)
+        win.scroll_area(area, dy)
         for d in list(win.dirty):  # pending buffer changes move with the content
             m = d.intersect(src)
             if not m.is_empty():
