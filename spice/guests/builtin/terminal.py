@@ -49,6 +49,7 @@ class Terminal(Window):
         self.offset = 0  # rows scrolled back from the bottom (mouse wheel)
         self.grid = TextGrid(self, self.area.left, self.area.top, self.cols, self.rows, TERM_FG, TERM_BG)
         self._shown_top: int | None = None
+        self._drawn: list[tuple[str | None, int, str | None]] = [(None, -1, None)] * self.rows
 
     # -- what is on the terminal
     @property
@@ -215,10 +216,17 @@ class Terminal(Window):
         order = list(range(self.rows))
         if 0 <= cur_row - top < self.rows:  # the cursor row first: the old cursor cell is a source for it
             order.insert(0, order.pop(cur_row - top))
+        drawn, shown = self._drawn, grid.rows
         for r in order:
             i = top + r
-            raw = rows[i].ljust(cols)[:cols] if i < len(rows) else " " * cols
+            line = rows[i] if i < len(rows) else None
+            cursor = cur_col if i == cur_row and self.offset == 0 else -1
+            done_line, done_cursor, done_cells = drawn[r]
+            if shown[r] is done_cells and cursor == done_cursor and line == done_line:
+                continue  # same model, and the grid row still holds what was drawn for it
+            raw = line.ljust(cols)[:cols] if line is not None else " " * cols
             text = grid.codes(raw)
-            if i == cur_row and self.offset == 0:
-                text = text[:cur_col] + grid.code(raw[cur_col], TERM_BG, TERM_FG) + text[cur_col + 1:]
+            if cursor >= 0:
+                text = text[:cursor] + grid.code(raw[cursor], TERM_BG, TERM_FG) + text[cursor + 1:]
             grid.draw(r, text)
+            drawn[r] = (line, cursor, shown[r])
