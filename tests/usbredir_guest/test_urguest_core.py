@@ -249,3 +249,24 @@ def test_huge_reply_claim_is_bounded():
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert link.core.closed and peak < 1_000_000
+
+
+async def test_cancel_and_wait_ends_a_task_that_swallowed_its_first_cancel():
+    """Python 3.11's wait_for can lose a cancel; a poll loop that then waits with no timeout must still end."""
+    import asyncio as aio
+
+    from usbredir.guest.core import cancel_and_wait
+
+    swallowed = []
+
+    async def poll_loop():
+        try:
+            await aio.sleep(3600)
+        except aio.CancelledError:
+            swallowed.append(True)  # as if wait_for had returned a result instead
+        await aio.Event().wait()  # the next interrupt transfer, no timeout
+
+    task = aio.create_task(poll_loop())
+    await aio.sleep(0)
+    await aio.wait_for(cancel_and_wait(task, retry=0.05), 5)
+    assert swallowed and task.cancelled()

@@ -23,6 +23,19 @@ def setup(rt: int, req: int, value: int = 0, index: int = 0, length: int = 0) ->
     return struct.pack("<BBHHH", rt, req, value, index, length)
 
 
+async def cancel_and_wait(*tasks: asyncio.Task | None, retry: float = 0.25) -> None:
+    """Cancel ``tasks`` and wait until every one has ended.
+
+    The cancel is repeated while a task lives on: on Python 3.11, ``asyncio.wait_for`` can swallow a
+    cancellation that lands as its awaited future completes, and a poll loop that then waits for an
+    interrupt transfer with no timeout would keep the guest's shutdown waiting for ever."""
+    pending = {t for t in tasks if t is not None and not t.done()}
+    while pending:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=retry)
+
+
 @dataclass
 class Endpoint:
     address: int
@@ -122,10 +135,7 @@ class UsbCore:
         self._monitor = asyncio.get_running_loop().create_task(self._root_monitor())
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._monitor, *self._tasks) if t]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(self._monitor, *self._tasks)
         for info in list(self.devices.values()):
             await self._stop_driver(info)
 

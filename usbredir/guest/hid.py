@@ -7,7 +7,7 @@ import collections
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from usbredir.guest.core import UsbDeviceInfo, interval_frames, setup
+from usbredir.guest.core import UsbDeviceInfo, cancel_and_wait, interval_frames, setup
 from usbredir.guest.hcd import UsbError
 
 if TYPE_CHECKING:
@@ -72,9 +72,7 @@ class HidBootDriver:
         self._task = self.core.spawn(self._poll(pipe, ep.maxp))
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait(self._task)
 
     async def _poll(self, pipe, maxp: int) -> None:
         hcd = self.core.hcd

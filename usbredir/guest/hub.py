@@ -9,7 +9,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from usbredir.device import Speed
-from usbredir.guest.core import UsbDeviceInfo, interval_frames, setup
+from usbredir.guest.core import UsbDeviceInfo, cancel_and_wait, interval_frames, setup
 from usbredir.guest.hcd import UsbError
 
 if TYPE_CHECKING:
@@ -59,9 +59,7 @@ class HubDriver:
         self._task = self.core.spawn(self._poll(ep.maxp))
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait(self._task)
 
     async def _poll(self, maxp: int) -> None:
         hcd = self.core.hcd
