@@ -4,12 +4,11 @@ between); keys still arrive in order, and a peer that floods PINGs without readi
 from __future__ import annotations
 
 import asyncio
-import socket
 import struct
 
 import spice_testguest
 from spice_testclient import TestChannel
-from test_server_ws_pingflood import LIMIT, PING
+from test_server_ws_pingflood import ping_flood, ws_upgrade
 
 from spice.proto import main as pm
 from spice.proto.enums import ChannelType
@@ -30,16 +29,7 @@ def frame(payload: bytes) -> bytes:
 def ws_inputs(port: int, session_id: int, keys: list[int], flood: bool) -> int:
     """Link an inputs channel over WebSocket, send ``keys`` (one frame each), then (``flood``) send PINGs
     without reading until LIMIT bytes went out or 2 s without progress; returns the PING bytes sent."""
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.connect(("127.0.0.1", port))
-    s.sendall(b"GET /spice HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-              b"Sec-WebSocket-Protocol: binary\r\n\r\n")
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += s.recv(1)
-    assert head.startswith(b"HTTP/1.1 101"), head
+    s = ws_upgrade(port)
     link = ClientLink(ChannelType.INPUTS, 0, session_id, "")
     s.sendall(frame(link.data_to_send()))
     buf, done = b"", False
@@ -67,17 +57,10 @@ def ws_inputs(port: int, session_id: int, keys: list[int], flood: bool) -> int:
     for code in keys:
         kind = InputsMsgc.KEY_UP if code & 0x80 else InputsMsgc.KEY_DOWN
         s.sendall(frame(struct.pack("<HII", kind, 4, code)))
-    sent = 0
     if flood:
-        batch = PING * 2000
-        s.settimeout(2)
-        try:
-            while sent < LIMIT:
-                sent += s.send(batch)
-        except TimeoutError:
-            pass
+        return ping_flood(s)
     s.close()
-    return sent
+    return 0
 
 
 async def test_inputs_over_websocket_direct_in_order_and_ping_flood_bounded():

@@ -15,8 +15,8 @@ PING = bytes([0x89, 0x80 | 125]) + bytes(4) + b"x" * 125  # masked, 125-byte pay
 LIMIT = 64 << 20
 
 
-def flood(port: int) -> int:
-    """Upgrade, then send PINGs without reading until LIMIT bytes went out or 2 s without progress."""
+def ws_upgrade(port: int) -> socket.socket:
+    """A WebSocket connection to the front door's /spice (small receive buffer: a peer that reads slowly)."""
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.connect(("127.0.0.1", port))
@@ -27,6 +27,12 @@ def flood(port: int) -> int:
     while b"\r\n\r\n" not in head:
         head += s.recv(1)
     assert head.startswith(b"HTTP/1.1 101"), head
+    return s
+
+
+def ping_flood(s: socket.socket) -> int:
+    """Send PINGs on ``s`` without reading until LIMIT bytes went out or 2 s without progress; closes ``s``
+    and returns the bytes sent."""
     batch, sent = PING * 2000, 0
     s.settimeout(2)
     try:
@@ -37,6 +43,11 @@ def flood(port: int) -> int:
     finally:
         s.close()
     return sent
+
+
+def flood(port: int) -> int:
+    """Upgrade, then flood PINGs without reading."""
+    return ping_flood(ws_upgrade(port))
 
 
 async def test_ping_flood_without_reading_is_bounded():
