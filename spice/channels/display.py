@@ -101,6 +101,9 @@ class DisplayChannel(Channel):
             w, h = self.server.guest.size
             self._create_surface(w, h, destroy=False)
             self.client = self.server.display_pipeline.attach(caps, self.wakeup)
+            glz = getattr(self.client, "glz", None)  # (the plain-bitmap pipeline sends no GLZ)
+            if glz is not None:
+                glz.set_window(init.glz_dictionary_window_size)
             log.info("%s: display client %s, lossless %s", self.conn.name, self.profile, caps.lossless_type.name)
         elif msg.type == DisplayMsgc.STREAM_REPORT:
             self.check_size(msg, STREAM_REPORT.size)

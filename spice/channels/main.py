@@ -12,6 +12,9 @@ from spice.proto.main import MainCap, MainMsg, MainMsgc, MouseMode
 from .base import Channel, ChannelError, log
 
 AGENT_TOKENS = 10
+#: the "guest RAM" spice-gtk sizes its GLZ window from (half of it, at least 12 MiB; spice-session.c): QEMU's
+#: default qxl device (64 MiB), so the window holds 32 MiB of images to reference (glzref)
+RAM_HINT = 64 << 20
 
 
 class MainChannel(Channel):
@@ -30,7 +33,7 @@ class MainChannel(Channel):
         self.send(MainMsg.INIT, pm.build_init(
             session_id=s.id, display_channels_hint=1, supported_mouse_modes=int(s.supported_mouse_modes),
             current_mouse_mode=int(s.mouse_mode), agent_connected=False, agent_tokens=AGENT_TOKENS,
-            multi_media_time=int(time.monotonic() * 1000), ram_hint=0))
+            multi_media_time=int(time.monotonic() * 1000), ram_hint=RAM_HINT))
         if MainCap.NAME_AND_UUID in self.client_caps:
             self.send(MainMsg.NAME, pm.build_name(getattr(guest, "name", None) or self.server.config.name))
             self.send(MainMsg.UUID, bytes(getattr(guest, "uuid", bytes(16)))[:16].ljust(16, b"\0"))

@@ -26,8 +26,10 @@ def parse_descriptor(image: bytes) -> Descriptor:
     return Descriptor(*DESCRIPTOR.unpack_from(image))
 
 
-def decode_image(image: bytes) -> tuple[Descriptor, np.ndarray | None]:
-    """Decode a marshalled SpiceImage; FROM_CACHE types return ``None`` pixels."""
+def decode_image(image: bytes, glz_window: dict[int, np.ndarray] | None = None) -> tuple[Descriptor, np.ndarray | None]:
+    """Decode a marshalled SpiceImage; FROM_CACHE types return ``None`` pixels.  ``glz_window``: the GLZ
+    images held (id -> pixels), updated as spice-gtk does (keeps the new one, frees those before
+    ``id - win_head_dist``); without it GLZ images must not refer to others."""
     d = parse_descriptor(image)
     body = memoryview(image)[DESCRIPTOR.size:]
     w, h = d.width, d.height
@@ -41,7 +43,11 @@ def decode_image(image: bytes) -> tuple[Descriptor, np.ndarray | None]:
     if d.type in (ImageType.FROM_CACHE, ImageType.FROM_CACHE_LOSSLESS):
         return d, None
     if d.type == ImageType.ZLIB_GLZ_RGB:
-        img, _, _ = glz.decode_body(body)
+        img, gid, dist = glz.decode_body(body, glz_window)
+        if glz_window is not None:
+            glz_window[gid] = img
+            for old in [k for k in glz_window if k < gid - dist]:
+                del glz_window[old]
         if img.shape[:2] != (h, w):
             raise ValueError("GLZ size differs from the descriptor")
         return d, img

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -109,49 +111,127 @@ def literal_heavy(pixels: np.ndarray) -> bool:
     return _match_share(np.ascontiguousarray(pixels).view(np.uint32)[..., 0] & np.uint32(0x00FFFFFF)) < FEW_MATCHES
 
 
-def encode_ops(pixels: np.ndarray, matches: bool | None = None) -> np.ndarray:
+@dataclass(frozen=True)
+class Ref:
+    """Pixel ``(y, x)`` of the image being encoded equals pixel ``(y + dy, x + dx)`` of the image ``dist``
+    GLZ ids back, ``width`` pixels wide (the client holds it in its GLZ window)."""
+
+    dist: int
+    dy: int
+    dx: int
+    width: int
+
+
+def _classes(flat: np.ndarray, w: int, h: int, matches: bool | None) -> np.ndarray:
+    cls = np.zeros(h * w, np.int16)
+    if matches is not False:
+        cls[1:][flat[1:] == flat[:-1]] = _LEFT
+        if h > 1 and w - 1 <= MAX_SHORT_OFFSET:
+            cls[w:][flat[w:] == flat[:-w]] = _ABOVE  # preferred: long runs across repeated rows
+    return cls
+
+
+def _ref_headers(pstart: np.ndarray, plen: np.ndarray, k: np.ndarray, w: int,
+                 refs: Sequence[Ref]) -> tuple[np.ndarray, np.ndarray]:
+    """Header bytes ``(n, 9)`` and sizes of match tokens into earlier images (spice-gtk decode-glz-tmpl.c:
+    ``pixel_flag`` 0: 12-bit offset, ``image_dist`` in 6 bits + ``image_flag`` bytes; ``pixel_flag`` 1:
+    17-bit offset (25 with the second flag), ``image_dist`` in ``image_flag`` bytes; offsets into another
+    image are not biased by 1 and count from its first pixel)."""
+    dist = np.array([r.dist for r in refs], np.int64)[k]
+    dy = np.array([r.dy for r in refs], np.int64)[k]
+    dx = np.array([r.dx for r in refs], np.int64)[k]
+    rw = np.array([r.width for r in refs], np.int64)[k]
+    y, x = np.divmod(pstart, w)
+    ofs = (y + dy) * rw + x + dx
+    n = len(pstart)
+    hdr = np.zeros((n, 9), np.int64)
+    col = np.zeros(n, np.int64)  # next free header byte of each token
+    rows = np.arange(n)
+    short = ofs <= MAX_SHORT_OFFSET
+    far2 = ofs >= 1 << 17
+    hdr[:, 0] = (np.minimum(plen, 7) << 5) | np.where(short, 0, 16) | (ofs & 15)
+    col += 1
+    long_ = plen >= 7
+    hdr[rows[long_], 1] = plen[long_] - 7
+    col += long_
+    hdr[rows, col] = (ofs >> 4) & 255
+    col += 1
+    # image_flag: extra bytes of image_dist
+    nd_short = np.where(dist < 1 << 6, 0, np.where(dist < 1 << 14, 1, np.where(dist < 1 << 22, 2, 3)))
+    nd_long = np.where(dist < 1 << 8, 1, np.where(dist < 1 << 16, 2, 3))
+    nd = np.where(short, nd_short, nd_long)
+    hdr[rows, col] = np.where(short, (nd << 6) | (dist & 63), (nd << 6) | (far2 << 5) | ((ofs >> 12) & 31))
+    col += 1
+    for i in range(3):
+        has = nd > i
+        shift = np.where(short, 6 + 8 * i, 8 * i)
+        hdr[rows[has], col[has]] = (dist[has] >> shift[has]) & 255
+        col += has
+    lf = ~short & far2
+    hdr[rows[lf], col[lf]] = (ofs[lf] >> 17) & 255
+    col += lf
+    return hdr, col
+
+
+def encode_ops(pixels: np.ndarray, matches: bool | None = None, refs: Sequence[Ref] = (),
+               ref_map: np.ndarray | None = None) -> np.ndarray:
     """The GLZ RGB32 operations (no header) for ``(h, w, 4)`` uint8 B, G, R, X pixels: literal runs
     and left/above matches; ``matches=None``: literal runs alone where matches would cover under
-    :data:`FEW_MATCHES` of the pixels (photographs)."""
+    :data:`FEW_MATCHES` of the pixels (photographs).  With ``ref_map`` (``(h, w)``, an index into ``refs``
+    or -1 per pixel) the pixels it marks are matches into earlier images (one token never spans rows)."""
     h, w = pixels.shape[:2]
     n = h * w
     if n == 0:
         raise GlzError("a GLZ image has at least one pixel")
     px = np.ascontiguousarray(pixels).reshape(n, 4)
     flat = px.view(np.uint32).reshape(n) & np.uint32(0x00FFFFFF)
-    if matches is None and _match_share(flat.reshape(h, w)) < FEW_MATCHES:  # photographs: deflate does better
-        return _literals_only(px, w, h)
-    cls = np.zeros(n, np.int8)
-    if matches is not False:
-        cls[1:][flat[1:] == flat[:-1]] = _LEFT
-        if h > 1 and w - 1 <= MAX_SHORT_OFFSET:
-            cls[w:][flat[w:] == flat[:-w]] = _ABOVE  # preferred: long runs across repeated rows
+    has_refs = ref_map is not None and bool(refs)
+    if not has_refs and matches is None and _match_share(flat.reshape(h, w)) < FEW_MATCHES:
+        return _literals_only(px, w, h)  # photographs: deflate does better
+    if has_refs and matches is None:
+        matches = _match_share(flat.reshape(h, w)) >= FEW_MATCHES
+    cls = _classes(flat, w, h, matches)
+    if has_refs:  # ref k on row y: class 3 + 2k + (y & 1), so runs (and tokens) end with the row
+        parity = (np.arange(h, dtype=np.int16) & 1)[:, None]
+        cls = np.where(ref_map >= 0, ref_map * 2 + parity + 3, cls.reshape(h, w)).reshape(n)
     if not cls.any():
         return _literals_only(px, w, h)
     pstart, plen, pcls = class_tokens(cls, MAX_LITERAL, MAX_MATCH)
     lit = pcls == _LIT
-    size = np.where(lit, 1 + 3 * plen, np.where(plen < 7, 3, 4))
+    m = ~lit
+    near = m & (pcls < 3)
+    far = pcls >= 3
+    hsize = np.where(lit, 1, np.where(plen < 7, 3, 4))  # header bytes of each token
+    if far.any():
+        rhdr, rsize = _ref_headers(pstart[far], plen[far], (pcls[far] - 3) // 2, w, refs)
+        hsize[far] = rsize
+    size = hsize + np.where(lit, 3 * plen, 0)
     off = np.cumsum(size) - size
     out = np.zeros(int(size.sum()), np.uint8)
 
     # literal tokens: control byte, then B, G, R of each pixel (every byte no token header claims)
     out[off[lit]] = plen[lit] - 1
-    m = ~lit
-    moff = off[m]
     payload = np.ones(len(out), bool)
-    payload[off] = False
-    payload[moff + 1] = False
-    payload[moff + 2] = False
-    payload[moff[plen[m] >= 7] + 3] = False
+    mh = hsize[m]
+    hpos = np.repeat(off[m], mh) + (np.arange(int(mh.sum())) - np.repeat(np.cumsum(mh) - mh, mh))
+    payload[hpos] = False
+    payload[off[lit]] = False
     out[payload] = px.view(np.uint32).reshape(n)[cls == _LIT].view(np.uint8).reshape(-1, 4)[:, :3].reshape(-1)
 
-    # match tokens: ctrl, [length extension], offset bits 4..11, 0 (this image, short offset)
-    mlen = plen[m]
-    ofs = np.where(pcls[m] == _LEFT, 0, w - 1)
-    out[moff] = (np.minimum(mlen, 7) << 5) | (ofs & 15)
+    # match tokens in this image: ctrl, [length extension], offset bits 4..11, 0 (this image, short offset)
+    noff = off[near]
+    mlen = plen[near]
+    ofs = np.where(pcls[near] == _LEFT, 0, w - 1)
+    out[noff] = (np.minimum(mlen, 7) << 5) | (ofs & 15)
     long_ = mlen >= 7
-    out[moff[long_] + 1] = mlen[long_] - 7
-    out[moff + 1 + long_] = ofs >> 4
+    out[noff[long_] + 1] = mlen[long_] - 7
+    out[noff + 1 + long_] = ofs >> 4
+    out[noff + 2 + long_] = 0
+    if far.any():
+        foff = off[far]
+        cols = np.arange(rhdr.shape[1])
+        inside = cols[None, :] < rsize[:, None]
+        out[(foff[:, None] + cols[None, :])[inside]] = rhdr[inside]
     return out
 
 
@@ -161,19 +241,23 @@ def glz_header(width: int, height: int, image_id: int = 0, win_head_dist: int = 
 
 
 def encode_rgb32(pixels: np.ndarray, image_id: int = 0, win_head_dist: int = 0,
-                 matches: bool | None = None) -> bytes:
+                 matches: bool | None = None, refs: Sequence[Ref] = (), ref_map: np.ndarray | None = None) -> bytes:
     """A whole GLZ stream (header + operations)."""
     h, w = pixels.shape[:2]
-    return glz_header(w, h, image_id, win_head_dist) + encode_ops(pixels, matches).tobytes()
+    return glz_header(w, h, image_id, win_head_dist) + encode_ops(pixels, matches, refs, ref_map).tobytes()
 
 
 def encode_image(pixels: np.ndarray, image_id: int = 0, flags: int = 0, matches: bool | None = None,
-                 level: int | None = None) -> bytes:
-    """A marshalled ZLIB_GLZ_RGB SpiceImage with GLZ id 0: :func:`stamp` it once per client."""
+                 level: int | None = None, refs: Sequence[Ref] = (), ref_map: np.ndarray | None = None,
+                 glz_id: int = 0, win_head_dist: int = 0) -> bytes:
+    """A marshalled ZLIB_GLZ_RGB SpiceImage (GLZ id ``glz_id``: :func:`stamp` changes it per client;
+    images with ``refs`` are for one client only)."""
     h, w = pixels.shape[:2]
-    head = glz_header(w, h)
-    ops = encode_ops(pixels, matches)
-    if len(ops) > LITERAL_HEAVY * 3 * w * h:
+    head = glz_header(w, h, glz_id, win_head_dist)
+    ops = encode_ops(pixels, matches, refs, ref_map)
+    # photographs' literal runs go to the fast deflate, and so do images with references (what they leave
+    # is mostly a photograph's strip: zlib's level 6 costs 3x more for a few percent)
+    if refs or len(ops) > LITERAL_HEAVY * 3 * w * h:
         body = _fast_lib.compress(ops, FAST_LEVEL if level is None else level, -15)
     else:
         body = zlib.compress(ops, ZLIB_LEVEL if level is None else level, -15)
@@ -185,21 +269,22 @@ def encode_image(pixels: np.ndarray, image_id: int = 0, flags: int = 0, matches:
                      adler.to_bytes(4, "big")))
 
 
-def stamp(image: bytes, glz_id: int) -> bytes:
-    """``image`` (from :func:`encode_image`) with GLZ image id ``glz_id``; the zlib checksum follows."""
+def stamp(image: bytes, glz_id: int, win_head_dist: int = 0) -> bytes:
+    """``image`` (from :func:`encode_image`) with GLZ image id ``glz_id`` and ``win_head_dist``; the zlib
+    checksum follows."""
     at = HEADER_AT + ID_OFFSET
-    old, new = image[at:at + 8], glz_id.to_bytes(8, "big")
+    old, new = image[at:at + 12], glz_id.to_bytes(8, "big") + win_head_dist.to_bytes(4, "big")
     if old == new:
         return image
     (glz_size, _) = SIZES.unpack_from(image, DESCRIPTOR.size)
     adler = int.from_bytes(image[-4:], "big")
     a, b = adler & 0xFFFF, adler >> 16
-    for i in range(8):  # Adler-32: A = 1 + sum(d), B = sum((n - p) * d_p) + n
+    for i in range(12):  # Adler-32: A = 1 + sum(d), B = sum((n - p) * d_p) + n
         delta = new[i] - old[i]
         a += delta
         b += (glz_size - ID_OFFSET - i) * delta
     adler = (b % ADLER_BASE) << 16 | (a % ADLER_BASE)
-    return b"".join((image[:at], new, image[at + 8:-4], adler.to_bytes(4, "big")))
+    return b"".join((image[:at], new, image[at + 12:-4], adler.to_bytes(4, "big")))
 
 
 def glz_id_of(image: bytes) -> int:
@@ -208,9 +293,9 @@ def glz_id_of(image: bytes) -> int:
 
 # -- reference decoder (tests, benchmark self-checks)
 
-def decode_rgb32(stream: bytes) -> tuple[np.ndarray, int, int]:
-    """Decode a GLZ RGB32 stream that refers to no other image: ``((h, w, 4) uint8 with X = 0, image id,
-    win_head_dist)``."""
+def decode_rgb32(stream: bytes, window: Mapping[int, np.ndarray] | None = None) -> tuple[np.ndarray, int, int]:
+    """Decode a GLZ RGB32 stream: ``((h, w, 4) uint8 with X = 0, image id, win_head_dist)``; references to
+    other images read ``window`` (GLZ id -> that image's decoded ``(h, w, 4)`` pixels, top-down)."""
     if len(stream) < GLZ_HEADER.size:
         raise GlzError("short GLZ header")
     magic, version, typ, w, h, stride, image_id, dist = GLZ_HEADER.unpack_from(stream)
@@ -259,8 +344,16 @@ def decode_rgb32(stream: bytes) -> tuple[np.ndarray, int, int]:
                 if far2:
                     ofs += data[pos] << 17
                     pos += 1
-            if image_dist:
-                raise GlzError("reference to another image")
+            if image_dist:  # another image, from its first pixel (decode-glz.c glz_decoder_window_bits)
+                ref = None if window is None else window.get(image_id - image_dist)
+                if ref is None:
+                    raise GlzError(f"reference to image {image_id - image_dist}, not in the window")
+                src = ref.reshape(-1, 4)
+                if ofs + length > len(src) or op + length > n:
+                    raise GlzError("match outside the referenced image")
+                out[op:op + length, :3] = src[ofs:ofs + length, :3]
+                op += length
+                continue
             back = ofs + 1
             if back > op or op + length > n:
                 raise GlzError("match outside the image")
@@ -276,8 +369,9 @@ def decode_rgb32(stream: bytes) -> tuple[np.ndarray, int, int]:
     return (img if typ & TOP_DOWN_BIT else img[::-1].copy()), image_id, dist
 
 
-def decode_body(body: bytes | memoryview) -> tuple[np.ndarray, int, int]:
-    """Decode a ZlibGlzRGBData body (after the image descriptor)."""
+def decode_body(body: bytes | memoryview,
+                window: Mapping[int, np.ndarray] | None = None) -> tuple[np.ndarray, int, int]:
+    """Decode a ZlibGlzRGBData body (after the image descriptor); ``window`` as in :func:`decode_rgb32`."""
     glz_size, data_size = SIZES.unpack_from(body)
     data = bytes(body[SIZES.size:SIZES.size + data_size])
     if len(data) != data_size:
@@ -285,4 +379,4 @@ def decode_body(body: bytes | memoryview) -> tuple[np.ndarray, int, int]:
     stream = zlib.decompress(data)  # checks the Adler-32
     if len(stream) != glz_size:
         raise GlzError(f"GLZ size {len(stream)} != glz_data_size {glz_size}")
-    return decode_rgb32(stream)
+    return decode_rgb32(stream, window)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spice.display import glz, images
+from spice.display import glz, glzref, images
 from spice.display.caps import ImageCaps, ImageType
 from spice.display.commands import (
     CopyBits,
@@ -83,6 +83,7 @@ class PipelineStats:
     cache_hits: int = 0
     stream_frames: int = 0
     by_type: dict[int, int] = field(default_factory=dict)
+    glz_refs: int = 0  # images with matches into a client's GLZ window (encoded for that client)
 
 
 def stream_quality(rect: Rect) -> int:
@@ -129,7 +130,7 @@ class DisplayClient:
         self._cache_limit = limit
         self._cache: OrderedDict[int, int] = OrderedDict()  # image id -> pixels, least recently used first
         self._cache_used = 0
-        self._glz_id = 0  # the next ZLIB_GLZ_RGB image's GLZ id: 0, 1, 2... in the order the client decodes
+        self.glz = glzref.GlzHistory()  # GLZ ids and the images this client's GLZ window holds
         self._last_take = -1e9
         self._wake_handle: asyncio.TimerHandle | None = None
         self.taken_serial = 0
@@ -226,10 +227,13 @@ class DisplayClient:
                     out.append(cmd)
                     total += command_size(cmd)
                     continue
-            cmd = p.encode(band, self.caps, lossy_ok)
+            cmd = p.encode_glz_refs(band, self.caps, self.glz)  # per client: matches into its GLZ window
+            own = cmd is not None
+            if cmd is None:
+                cmd = p.encode(band, self.caps, lossy_ok)
             if (self._cache_limit and isinstance(cmd, DrawCopy) and band.area >= CACHE_MIN_PIXELS
                     and cmd.image[8] != ImageType.JPEG):
-                cmd = self._through_cache(cmd, out)
+                cmd = self._through_cache(cmd, out, shared=not own)
             if jpeg:
                 if isinstance(cmd, DrawCopy) and cmd.image[8] == ImageType.JPEG:
                     self._lossy[grid.outer(band)] = True
@@ -238,8 +242,8 @@ class DisplayClient:
                 else:
                     self._lossy[grid.inner(band)] = False
             if isinstance(cmd, DrawCopy) and cmd.image[8] == ImageType.ZLIB_GLZ_RGB:
-                cmd = DrawCopy(cmd.rect, glz.stamp(cmd.image, self._glz_id))
-                self._glz_id += 1
+                cmd = DrawCopy(cmd.rect, glz.stamp(cmd.image, *self.glz.add(band.top, band.left,
+                                                                      *p.glz_picture(band, self.glz))))
             out.append(cmd)
             total += command_size(cmd)
         self.taken_serial = p.serial
@@ -247,7 +251,7 @@ class DisplayClient:
         self._last_take = time.monotonic()
         return out
 
-    def _through_cache(self, cmd: DrawCopy, out: list[DrawCommand]) -> DrawCopy:
+    def _through_cache(self, cmd: DrawCopy, out: list[DrawCommand], shared: bool = True) -> DrawCopy:
         """FROM_CACHE if this client has the image, else the image with CACHE_ME (after an INVAL_LIST
         for what it evicts); the server owns the client's cache accounting (spice.md §6.9)."""
         p = self._pipeline
@@ -268,6 +272,9 @@ class DisplayClient:
             out.append(InvalList(tuple(evicted)))
         self._cache[image_id] = area
         self._cache_used += area
+        if not shared:  # this client's own image (GLZ references): flagged here, not in the shared cache
+            img = cmd.image
+            return DrawCopy(cmd.rect, img[:9] + bytes((img[9] | images.CACHE_ME,)) + img[10:])
         return p.cache_me(cmd)
 
     def stream_report(self, num_frames: int, num_drops: int, last_frame_delay: int) -> None:
@@ -896,6 +903,39 @@ class DisplayPipeline:
             for y in range(r.top, r.bottom, rows):
                 out.append(Rect(x, y, x1, min(r.bottom, y + rows)))
         return out
+
+    def glz_picture(self, rect: Rect, history: glzref.GlzHistory) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:func:`glzref.picture` of ``rect`` (once per frame, shared); nothing to keep without a window."""
+        if not history.limit:
+            return np.empty((1, rect.area), np.uint32), np.empty(0, np.uint64), np.empty(0, np.int64)
+        key = (rect, "glz picture")
+        hit = self._encoded.get(key)
+        if hit is None:
+            hit = self._encoded[key] = glzref.picture(self._shot[rect.top:rect.bottom, rect.left:rect.right])
+        return hit  # type: ignore[return-value]
+
+    def encode_glz_refs(self, rect: Rect, caps: ImageCaps, history: glzref.GlzHistory) -> DrawCopy | None:
+        """ZLIB_GLZ_RGB with matches into the images ``history``'s client holds (for that client alone), or
+        None when the search finds too little (or the client takes no GLZ)."""
+        if (not history.limit or not history.held or self.force_type is not None or caps.force is not None
+                or rect.area <= SMALL_BAND_PIXELS or ImageType.ZLIB_GLZ_RGB not in caps.types):
+            return None
+        t0 = time.process_time()
+        dist = history.make_room(rect.area)
+        found = history.search(rect.top, rect.left, self.glz_picture(rect, history)[0])
+        if found is None:
+            self.stats.encode_seconds += time.process_time() - t0
+            return None
+        refs, ref_map = found
+        image_id = self.content_id(rect) if rect.area >= CACHE_MIN_PIXELS else next(self._ids)
+        data = glz.encode_image(self._shot[rect.top:rect.bottom, rect.left:rect.right], image_id, refs=refs,
+                                ref_map=ref_map, glz_id=history.next_id, win_head_dist=dist)
+        self.stats.encode_seconds += time.process_time() - t0
+        self.stats.encodes += 1
+        self.stats.glz_refs += 1
+        self.stats.encoded_bytes += len(data)
+        self.stats.by_type[ImageType.ZLIB_GLZ_RGB] = self.stats.by_type.get(ImageType.ZLIB_GLZ_RGB, 0) + 1
+        return DrawCopy(rect, data)
 
     def choose_type(self, caps: ImageCaps, pixels: np.ndarray) -> ImageType:
         return self.force_type if self.force_type is not None else caps.lossless_type

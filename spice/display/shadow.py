@@ -25,6 +25,7 @@ class ShadowCanvas:
     def __init__(self, width: int, height: int) -> None:
         self.pixels = np.zeros((height, width, 4), np.uint8)
         self.cache: dict[int, np.ndarray] = {}
+        self.glz_window: dict[int, np.ndarray] = {}  # GLZ id -> pixels, as spice-gtk's decode-glz.c keeps them
         self.streams: dict[int, tuple] = {}
         self.stream_frames = 0
 
@@ -37,7 +38,7 @@ class ShadowCanvas:
                         self.pixels[r.top:r.bottom, r.left:r.right] = (c & 255, c >> 8 & 255, c >> 16 & 255, 0)
             elif isinstance(cmd, DrawCopy):
                 r = cmd.rect
-                d, img = decode_image(cmd.image)
+                d, img = decode_image(cmd.image, self.glz_window)
                 if img is None:
                     img = self.cache[d.id]
                 elif d.flags & 1:  # CACHE_ME

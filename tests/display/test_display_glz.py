@@ -15,7 +15,7 @@ from fakeguest import FakeGuest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
 import spicegtk  # noqa: E402
 
-from spice.display import glz, images  # noqa: E402
+from spice.display import glz, glzref, images  # noqa: E402
 from spice.display.caps import ImageCaps, ImageType  # noqa: E402
 from spice.display.commands import DrawCopy  # noqa: E402
 from spice.display.decode import decode_image  # noqa: E402
@@ -252,12 +252,19 @@ async def _gtk_client(uri: str, workdir: Path, dump: Path, settle: float) -> dic
 @pytest.mark.peer
 @pytest.mark.timeout(180)
 @pytest.mark.skipif(not spicegtk.have_spice_glib(), reason="SpiceClientGLib (gi) missing")
-async def test_spice_gtk_decodes_glz_photographs_exactly_and_frees_its_window(tmp_path, fast_deflate):
+@pytest.mark.parametrize("history", [None, 20 * 7680])
+async def test_spice_gtk_decodes_glz_references_exactly(tmp_path, fast_deflate, monkeypatch, history):
+    """A slideshow of translated crops to real spice-gtk: images refer to earlier ones in its GLZ window
+    (pixel-exact, no wait for a missing image), a second client joins half-way with its own ids and window,
+    a third connects after the first left; ``history``: our bound below the client's window (20 bands of
+    24 rows: two pictures and a bit, so the oldest go while later images still refer to others)."""
+    if history is not None:
+        monkeypatch.setattr(glzref, "MAX_HISTORY_PIXELS", history)
     guest = FakeGuest(W, H, seed=6)
     guest.fb[:] = photo(W, H, 1)
     srv = SpiceServer(guest, ServerConfig(port=0, password="pw"))
     pipeline = srv.display_pipeline
-    pipeline.max_band_pixels = 8192  # many GLZ images per picture: the window must release them
+    pipeline.max_band_pixels = 8192  # many GLZ images per picture: references across bands and frames
     await srv.start()
     uri = f"spice://127.0.0.1:{srv.ports['plain']}"
     try:
@@ -269,6 +276,7 @@ async def test_spice_gtk_decodes_glz_photographs_exactly_and_frees_its_window(tm
                 break
             await asyncio.sleep(0.05)
         assert pipeline.clients, "spice-gtk never attached a display client"
+        assert pipeline.clients[0].glz.limit == min(glzref.MAX_HISTORY_PIXELS, 32 << 18)  # RAM_HINT / 2
         second = None
         for step in range(16):  # a slideshow of photograph crops, plus a second client half-way
             if step == 8:
@@ -285,15 +293,18 @@ async def test_spice_gtk_decodes_glz_photographs_exactly_and_frees_its_window(tm
         third = await _gtk_client(uri, tmp_path / "b", tmp_path / "c.raw", 1.5)
     finally:
         await srv.close()
-    assert pipeline.stats.by_type.get(ImageType.ZLIB_GLZ_RGB, 0) > 16
+    assert pipeline.stats.glz_refs > (0 if history else 16)
+    band = 7680  # 24 rows of 320
     for rep, dump in zip([*reps, third], ("a.raw", "b.raw", "c.raw"), strict=True):
         assert not rep["errors"], rep["errors"]
         shown = spicegtk.read_dump(tmp_path / dump, W, H)
         assert np.array_equal(shown[..., :3], guest.fb[..., :3])
         out = rep["output"]
         ids = [int(m[3]) for m in DECODE_LINE.finditer(out)]
-        refs = [int(m[4]) for m in DECODE_LINE.finditer(out)]
-        assert ids and ids == list(range(len(ids))) and refs == ids  # win_head_dist 0: nothing older is kept
-        assert "array resize" not in out  # the window never grew: every older image was freed
+        oldest = [int(m[4]) for m in DECODE_LINE.finditer(out)]  # id - win_head_dist
+        assert ids and ids == list(range(len(ids)))
+        assert oldest == sorted(oldest) and all(o <= i for o, i in zip(oldest, ids, strict=True))
+        # what the client holds after each image (oldest .. id, 8192-pixel bands) fits our bound
+        assert max(i - o + 1 for o, i in zip(oldest, ids, strict=True)) * band <= glzref.MAX_HISTORY_PIXELS
         assert "CRITICAL" not in out and "zlib inflate failed" not in out
     assert len([m for m in DECODE_LINE.finditer(reps[0]["output"])]) > 16

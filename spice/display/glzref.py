@@ -1,0 +1,188 @@
+"""GLZ's global dictionary: per client, the GLZ images it still holds, and a translation search into them.
+
+spice-gtk (src/decode-glz.c) keeps every decoded GLZ image by id; after decoding image ``i`` it frees the
+ids below ``i - win_head_dist(i)`` (of the newest image closing its run of ids), and a match with
+``image_dist`` > 0 reads the image ``i - image_dist`` from its first pixel, waiting for it if it is not
+there (a hang, not an error: :class:`GlzHistory` only names images it knows the client holds).
+libspice-server's dictionary (server/glz-encoder-dict.c) keeps at most the client's
+``glz_dictionary_window_size`` pixels (DISPLAY_INIT), the new image included, and sets ``win_head_dist``
+to reach back to its oldest image; so does :class:`GlzHistory`.
+
+The search finds pictures that moved: content-defined anchors (a hash of 4 pixels, kept where its top
+bits are 0, so the same content gives the same anchors wherever it sits) of each held image go into a
+dict; a new image's anchors vote for ``(image, dy, dx)`` translations, numpy checks the best few pixel
+by pixel, and runs of equal pixels become matches into those images (:func:`spice.display.glz.encode_ops`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from spice.display import glz
+
+#: our own bound on what is kept per client (copies of the pixels): 24 MiB
+MAX_HISTORY_PIXELS = 6 << 20
+GRID_Y, GRID_X = 8, 16  # held images are indexed at every 8th row, every 16th column
+KEY_RUN = 3  # pixels hashed into an index key
+SITES_Y, SITES_X = 2, 2  # a new image is looked up at this many patches of GRID_Y x GRID_X positions
+MAX_CANDIDATES = 8  # translations checked per image
+MIN_VOTES = 2  # patches agreeing on a translation before it is checked (one: a chance equal key)
+MIN_EQUAL = 0.5  # a translation is used where at least this share of the pixels it overlaps are equal
+MIN_SHARE = 0.1  # references are used when they cover at least this share of the image's pixels
+_K1, _K2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F)
+
+
+def _keys(flat: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Hash keys of the KEY_RUN-pixel runs starting at ``(ys, xs)``; 0 where the run is flat (a UI's
+    plain areas are everywhere: no key there)."""
+    a = flat[ys, xs].astype(np.uint64)
+    b = flat[ys, xs + 1].astype(np.uint64)
+    c = flat[ys, xs + 2].astype(np.uint64)
+    with np.errstate(over="ignore"):
+        k = ((a * _K1 + b) * _K2 + c) | np.uint64(1)
+    return np.where((a == b) & (b == c), np.uint64(0), k)
+
+
+def picture(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What a held image keeps: its ``(h, w)`` 24-bit pixels (a copy) and its index entries (keys, flat
+    positions) on the GRID_Y x GRID_X grid."""
+    flat = np.ascontiguousarray(pixels).view(np.uint32)[..., 0] & np.uint32(0x00FFFFFF)
+    h, w = flat.shape
+    ys, xs = np.meshgrid(np.arange(0, h, GRID_Y), np.arange(0, w - KEY_RUN + 1, GRID_X), indexing="ij")
+    ys, xs = ys.reshape(-1), xs.reshape(-1)
+    keys = _keys(flat, ys, xs)
+    live = keys != 0
+    return flat, keys[live], (ys * w + xs)[live]
+
+
+def probes(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where a new image is looked up: SITES_Y x SITES_X patches of GRID_Y x GRID_X consecutive positions,
+    so each patch meets the grid of an image it overlaps once, whatever the translation; (keys, positions)."""
+    h, w = flat.shape
+    if h < GRID_Y or w < GRID_X + KEY_RUN:
+        return np.empty(0, np.uint64), np.empty(0, np.int64)
+    y0 = np.linspace(0, h - GRID_Y, SITES_Y).astype(np.int64)
+    x0 = np.linspace(0, w - GRID_X - KEY_RUN, SITES_X + 2)[1:-1].astype(np.int64)
+    ys = (y0[:, None, None, None] + np.arange(GRID_Y)[None, None, :, None]) + 0 * x0[None, :, None, None]
+    xs = (x0[None, :, None, None] + np.arange(GRID_X)[None, None, None, :]) + 0 * ys
+    ys, xs = np.broadcast_arrays(ys, xs)
+    ys, xs = ys.reshape(-1), xs.reshape(-1)
+    keys = _keys(flat, ys, xs)
+    live = keys != 0
+    return keys[live], (ys * w + xs)[live]
+
+
+@dataclass(eq=False)
+class Held:
+    gid: int
+    top: int  # where the image was on the screen
+    left: int
+    flat: np.ndarray
+    keys: list[int]
+
+
+class GlzHistory:
+    """One client's GLZ ids and the images its window holds (see the module docstring)."""
+
+    def __init__(self, window_pixels: int = 0) -> None:
+        self.limit = 0
+        self.next_id = 0  # ids from 0 on each connection, one per image, in the order the client decodes
+        self.held: deque[Held] = deque()
+        self.pixels = 0
+        # index key -> id << 32 | flat position (plain ints: a dict of tuples keeps the cyclic GC busy)
+        self._index: dict[int, int] = {}
+        self._by_gid: dict[int, Held] = {}
+        self.set_window(window_pixels)
+
+    def set_window(self, window_pixels: int) -> None:
+        """The client's ``glz_dictionary_window_size`` (0: keep nothing, ``win_head_dist`` 0)."""
+        self.limit = max(0, min(window_pixels, MAX_HISTORY_PIXELS))
+        self.make_room(0)
+
+    def make_room(self, area: int) -> int:
+        """Forget the oldest images until one of ``area`` pixels fits; the next image's ``win_head_dist``."""
+        while self.held and self.pixels + area > self.limit:
+            old = self.held.popleft()
+            self.pixels -= old.flat.size
+            del self._by_gid[old.gid]
+            index, gid = self._index, old.gid
+            for k in old.keys:
+                if index.get(k, -1) >> 32 == gid:
+                    del index[k]
+        return self.next_id - self.held[0].gid if self.held else 0
+
+    def search(self, top: int, left: int, flat: np.ndarray) -> tuple[list[glz.Ref], np.ndarray] | None:
+        """References for a new ``(h, w)`` image (its :func:`picture` pixels) at ``(top, left)`` on the screen:
+        the refs and the per-pixel map :func:`spice.display.glz.encode_ops` takes, or None when they would
+        cover too little.  A translation that checks out is tried on the images sent just before and after
+        the one it was found in, with the same move on the screen (a picture sent in bands)."""
+        if not self.held:
+            return None
+        keys, pos = probes(flat)
+        h, w = flat.shape
+        index = self._index
+        by_gid = self._by_gid
+        votes: Counter[tuple[int, int, int]] = Counter()
+        for k, p in zip(keys.tolist(), pos.tolist(), strict=True):
+            hit = index.get(k)
+            if hit is not None:
+                gid, q = hit >> 32, hit & 0xFFFFFFFF
+                iw = by_gid[gid].flat.shape[1]
+                votes[(gid, q // iw - p // w, q % iw - p % w)] += 1
+        ref_map = np.full((h, w), -1, np.int16)
+        refs: list[glz.Ref] = []
+        tried: set[tuple[int, int, int]] = set()
+
+        def use(img: Held, dy: int, dx: int) -> bool:
+            """Map the pixels that equal ``img``'s moved by ``(dy, dx)``; False if they mostly do not."""
+            if (img.gid, dy, dx) in tried:
+                return True
+            tried.add((img.gid, dy, dx))
+            ih, iw = img.flat.shape
+            y0, y1 = max(0, -dy), min(h, ih - dy)
+            x0, x1 = max(0, -dx), min(w, iw - dx)
+            if y0 >= y1 or x0 >= x1:
+                return False
+            if (ref_map[y0:y1, x0:x1] >= 0).all():
+                return True  # mapped already (by its neighbour): walk on
+            same = flat[y0:y1, x0:x1] == img.flat[y0 + dy:y1 + dy, x0 + dx:x1 + dx]
+            if np.count_nonzero(same) < MIN_EQUAL * same.size:
+                return False
+            area = ref_map[y0:y1, x0:x1]
+            same &= area < 0
+            area[same] = len(refs)
+            refs.append(glz.Ref(self.next_id - img.gid, dy, dx, iw))
+            return True
+
+        for (gid, dy, dx), n in votes.most_common(MAX_CANDIDATES):
+            if n < MIN_VOTES:
+                break
+            img = by_gid[gid]
+            if not use(img, dy, dx):
+                continue
+            sy, sx = img.top + dy - top, img.left + dx - left  # the move on the screen
+            for step in (-1, 1):
+                gid = img.gid + step
+                while (other := by_gid.get(gid)) is not None and use(other, top + sy - other.top,
+                                                                     left + sx - other.left):
+                    gid += step
+        if np.count_nonzero(ref_map >= 0) < MIN_SHARE * h * w:
+            return None
+        return refs, ref_map
+
+    def add(self, top: int, left: int, flat: np.ndarray, keys: np.ndarray, pos: np.ndarray) -> tuple[int, int]:
+        """Account for the GLZ image about to be sent (at ``(top, left)``, with its :func:`picture`): its
+        ``(id, win_head_dist)``; it is kept for later references when the window has room for it."""
+        dist = self.make_room(flat.size)
+        gid = self.next_id
+        self.next_id += 1
+        if self.limit and flat.size <= self.limit:
+            img = Held(gid, top, left, flat, keys.tolist())
+            self._index.update(zip(img.keys, (pos.astype(np.int64) | (gid << 32)).tolist(), strict=True))
+            self._by_gid[gid] = img
+            self.held.append(img)
+            self.pixels += flat.size
+        return gid, dist
