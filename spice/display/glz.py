@@ -131,6 +131,17 @@ def _classes(flat: np.ndarray, w: int, h: int, matches: bool | None) -> np.ndarr
     return cls
 
 
+def _pieces(starts: np.ndarray, seg_len: np.ndarray, seg_cls: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs (first pixel, length, class) cut into tokens of at most MAX_LITERAL / MAX_MATCH pixels."""
+    cap = np.where(seg_cls == _LIT, MAX_LITERAL, MAX_MATCH)
+    npieces = (seg_len + cap - 1) // cap
+    piece_seg = np.repeat(np.arange(len(starts)), npieces)
+    j = np.arange(len(piece_seg)) - (np.cumsum(npieces) - npieces)[piece_seg]
+    pcap = cap[piece_seg]
+    pstart = starts[piece_seg] + j * pcap
+    return pstart, np.minimum(pcap, starts[piece_seg] + seg_len[piece_seg] - pstart), seg_cls[piece_seg]
+
+
 def _ref_headers(pstart: np.ndarray, plen: np.ndarray, k: np.ndarray, w: int,
                  refs: Sequence[Ref]) -> tuple[np.ndarray, np.ndarray]:
     """Header bytes ``(n, 9)`` and sizes of match tokens into earlier images (spice-gtk decode-glz-tmpl.c:
@@ -190,13 +201,24 @@ def encode_ops(pixels: np.ndarray, matches: bool | None = None, refs: Sequence[R
         return _literals_only(px, w, h)  # photographs: deflate does better
     if has_refs and matches is None:
         matches = _match_share(flat.reshape(h, w)) >= FEW_MATCHES
-    cls = _classes(flat, w, h, matches)
-    if has_refs:  # ref k on row y: class 3 + 2k + (y & 1), so runs (and tokens) end with the row
-        parity = (np.arange(h, dtype=np.int16) & 1)[:, None]
-        cls = np.where(ref_map >= 0, ref_map * 2 + parity + 3, cls.reshape(h, w)).reshape(n)
-    if not cls.any():
-        return _literals_only(px, w, h)
-    pstart, plen, pcls = class_tokens(cls, MAX_LITERAL, MAX_MATCH)
+    if has_refs and not matches:  # (photographs) literal runs and references: the runs of ref_map, row by row
+        rm = ref_map.reshape(h, w)
+        cut = np.empty((h, w), bool)
+        cut[:, 0] = True
+        np.not_equal(rm[:, 1:], rm[:, :-1], out=cut[:, 1:])
+        starts = np.flatnonzero(cut)
+        seg = rm.reshape(n)[starts]
+        pstart, plen, pcls = _pieces(starts, np.diff(np.append(starts, n)),
+                                     np.where(seg >= 0, seg * 2 + 3 + (starts // w & 1), _LIT))
+        cls = None
+    else:
+        cls = _classes(flat, w, h, matches)
+        if has_refs:  # ref k on row y: class 3 + 2k + (y & 1), so runs (and tokens) end with the row
+            parity = (np.arange(h, dtype=np.int16) & 1)[:, None]
+            cls = np.where(ref_map >= 0, ref_map * 2 + parity + 3, cls.reshape(h, w)).reshape(n)
+        if not cls.any():
+            return _literals_only(px, w, h)
+        pstart, plen, pcls = class_tokens(cls, MAX_LITERAL, MAX_MATCH)
     lit = pcls == _LIT
     m = ~lit
     near = m & (pcls < 3)
@@ -216,7 +238,12 @@ def encode_ops(pixels: np.ndarray, matches: bool | None = None, refs: Sequence[R
     hpos = np.repeat(off[m], mh) + (np.arange(int(mh.sum())) - np.repeat(np.cumsum(mh) - mh, mh))
     payload[hpos] = False
     payload[off[lit]] = False
-    out[payload] = px.view(np.uint32).reshape(n)[cls == _LIT].view(np.uint8).reshape(-1, 4)[:, :3].reshape(-1)
+    if cls is None:  # the literal pixels: those of the literal tokens
+        lit_px = np.repeat(pstart[lit] - np.cumsum(plen[lit]) + plen[lit], plen[lit]) + np.arange(int(plen[lit].sum()))
+        is_lit = px.view(np.uint32).reshape(n)[lit_px]
+    else:
+        is_lit = px.view(np.uint32).reshape(n)[cls == _LIT]
+    out[payload] = is_lit.view(np.uint8).reshape(-1, 4)[:, :3].reshape(-1)
 
     # match tokens in this image: ctrl, [length extension], offset bits 4..11, 0 (this image, short offset)
     noff = off[near]

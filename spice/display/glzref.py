@@ -16,6 +16,7 @@ by pixel, and runs of equal pixels become matches into those images (:func:`spic
 
 from __future__ import annotations
 
+import functools
 from collections import Counter, deque
 from dataclasses import dataclass
 
@@ -58,21 +59,28 @@ def picture(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return flat, keys[live], (ys * w + xs)[live]
 
 
-def probes(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where a new image is looked up: SITES_Y x SITES_X patches of GRID_Y x GRID_X consecutive positions,
-    so each patch meets the grid of an image it overlaps once, whatever the translation; (keys, positions)."""
-    h, w = flat.shape
-    if h < GRID_Y or w < GRID_X + KEY_RUN:
-        return np.empty(0, np.uint64), np.empty(0, np.int64)
+@functools.lru_cache(maxsize=16)
+def _probe_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, columns and patch numbers of the probe positions of an ``(h, w)`` image (see :func:`probes`)."""
     y0 = np.linspace(0, h - GRID_Y, SITES_Y).astype(np.int64)
     x0 = np.linspace(0, w - GRID_X - KEY_RUN, SITES_X + 2)[1:-1].astype(np.int64)
-    ys = (y0[:, None, None, None] + np.arange(GRID_Y)[None, None, :, None]) + 0 * x0[None, :, None, None]
-    xs = (x0[None, :, None, None] + np.arange(GRID_X)[None, None, None, :]) + 0 * ys
-    ys, xs = np.broadcast_arrays(ys, xs)
+    ys, xs = np.broadcast_arrays(y0[:, None, None, None] + np.arange(GRID_Y)[None, None, :, None],
+                                 x0[None, :, None, None] + np.arange(GRID_X)[None, None, None, :])
     ys, xs = ys.reshape(-1), xs.reshape(-1)
+    return ys, xs, np.arange(len(ys)) // (GRID_Y * GRID_X)
+
+
+def probes(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where a new image is looked up: SITES_Y x SITES_X patches of GRID_Y x GRID_X consecutive positions,
+    so each patch meets the grid of an image it overlaps once, whatever the translation; (keys, positions,
+    patch numbers)."""
+    h, w = flat.shape
+    if h < GRID_Y or w < GRID_X + KEY_RUN:
+        return np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0, np.int64)
+    ys, xs, patch = _probe_grid(h, w)
     keys = _keys(flat, ys, xs)
     live = keys != 0
-    return keys[live], (ys * w + xs)[live]
+    return keys[live], (ys * w + xs)[live], patch[live]
 
 
 @dataclass(eq=False)
@@ -82,6 +90,7 @@ class Held:
     left: int
     flat: np.ndarray
     keys: list[int]
+    values: list[int]  # its index entries: id << 32 | flat position
 
 
 class GlzHistory:
@@ -95,6 +104,7 @@ class GlzHistory:
         # index key -> id << 32 | flat position (plain ints: a dict of tuples keeps the cyclic GC busy)
         self._index: dict[int, int] = {}
         self._by_gid: dict[int, Held] = {}
+        self._keys = 0  # index entries of the held images (the index may hold more: forgotten ones)
         self.set_window(window_pixels)
 
     def set_window(self, window_pixels: int) -> None:
@@ -107,11 +117,12 @@ class GlzHistory:
         while self.held and self.pixels + area > self.limit:
             old = self.held.popleft()
             self.pixels -= old.flat.size
+            self._keys -= len(old.keys)
             del self._by_gid[old.gid]
-            index, gid = self._index, old.gid
-            for k in old.keys:
-                if index.get(k, -1) >> 32 == gid:
-                    del index[k]
+        if len(self._index) > 2 * self._keys + 4096:  # entries of forgotten images (skipped by search): rebuild
+            self._index = {}
+            for img in self.held:
+                self._index.update(zip(img.keys, img.values, strict=True))
         return self.next_id - self.held[0].gid if self.held else 0
 
     def search(self, top: int, left: int, flat: np.ndarray) -> tuple[list[glz.Ref], np.ndarray] | None:
@@ -121,17 +132,24 @@ class GlzHistory:
         the one it was found in, with the same move on the screen (a picture sent in bands)."""
         if not self.held:
             return None
-        keys, pos = probes(flat)
+        keys, pos, patch = probes(flat)
         h, w = flat.shape
         index = self._index
         by_gid = self._by_gid
-        votes: Counter[tuple[int, int, int]] = Counter()
-        for k, p in zip(keys.tolist(), pos.tolist(), strict=True):
-            hit = index.get(k)
-            if hit is not None:
-                gid, q = hit >> 32, hit & 0xFFFFFFFF
-                iw = by_gid[gid].flat.shape[1]
-                votes[(gid, q // iw - p // w, q % iw - p % w)] += 1
+        hits = np.array([index.get(k, -1) for k in keys.tolist()], np.int64)
+        found = hits >= 0
+        if np.count_nonzero(found) < MIN_VOTES:
+            return None
+        hits, pos, patch = hits[found], pos[found], patch[found]
+        gids, q = hits >> 32, hits & 0xFFFFFFFF
+        if gids.min() < self.held[0].gid:  # entries of images forgotten since the last rebuild
+            live = gids >= self.held[0].gid
+            gids, q, pos, patch = gids[live], q[live], pos[live], patch[live]
+        iw = np.array([by_gid[g].flat.shape[1] for g in gids.tolist()], np.int64)
+        moves = zip(gids.tolist(), (q // iw - pos // w).tolist(), (q % iw - pos % w).tolist(), patch.tolist(),
+                    strict=True)
+        # one vote per patch: a repetitive patch (a smooth gradient, a pattern) hits one place many times
+        votes = Counter((g, dy, dx) for g, dy, dx, _ in set(moves))
         ref_map = np.full((h, w), -1, np.int16)
         refs: list[glz.Ref] = []
         tried: set[tuple[int, int, int]] = set()
@@ -148,6 +166,10 @@ class GlzHistory:
                 return False
             if (ref_map[y0:y1, x0:x1] >= 0).all():
                 return True  # mapped already (by its neighbour): walk on
+            step_y, step_x = max(1, (y1 - y0) // 8), max(1, (x1 - x0) // 16)  # a glance first: 8 x 16 pixels
+            glance = flat[y0:y1:step_y, x0:x1:step_x] == img.flat[y0 + dy:y1 + dy:step_y, x0 + dx:x1 + dx:step_x]
+            if np.count_nonzero(glance) < MIN_EQUAL * glance.size:
+                return False
             same = flat[y0:y1, x0:x1] == img.flat[y0 + dy:y1 + dy, x0 + dx:x1 + dx]
             if np.count_nonzero(same) < MIN_EQUAL * same.size:
                 return False
@@ -180,8 +202,9 @@ class GlzHistory:
         gid = self.next_id
         self.next_id += 1
         if self.limit and flat.size <= self.limit:
-            img = Held(gid, top, left, flat, keys.tolist())
-            self._index.update(zip(img.keys, (pos.astype(np.int64) | (gid << 32)).tolist(), strict=True))
+            img = Held(gid, top, left, flat, keys.tolist(), (pos.astype(np.int64) | (gid << 32)).tolist())
+            self._index.update(zip(img.keys, img.values, strict=True))
+            self._keys += len(img.keys)
             self._by_gid[gid] = img
             self.held.append(img)
             self.pixels += flat.size

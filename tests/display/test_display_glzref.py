@@ -30,9 +30,9 @@ def _held(history: glzref.GlzHistory, top: int, left: int, px: np.ndarray) -> tu
     return history.add(top, left, *glzref.picture(px))
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.integers(-120, 120), st.integers(-60, 60), st.integers(0, 2), st.integers(40, 300),
-       st.integers(8, 80))
+@settings(max_examples=100, deadline=None)
+@given(st.integers(-120, 120), st.integers(-60, 60), st.integers(0, 2), st.integers(64, 300),
+       st.integers(24, 80))
 def test_random_translations_decode_exactly_and_shrink(dx, dy, older, w, h):
     """An image that is an earlier one moved by (dy, dx), with ``older`` images sent in between: the search
     finds the move, the stream refers to the held image and decodes (reference decoder) to the pixels."""
@@ -47,8 +47,8 @@ def test_random_translations_decode_exactly_and_shrink(dx, dy, older, w, h):
     dist = hist.make_room(w * h)
     found = hist.search(0, 0, glzref.picture(new)[0])
     overlap = max(0, w - abs(dx)) * max(0, h - abs(dy))
-    if found is None:  # only when too little overlaps (or too few patches see it)
-        assert overlap < 0.5 * w * h
+    if found is None:  # only when too little overlaps (too few probe patches see it)
+        assert overlap < 0.75 * w * h
         return
     refs, ref_map = found
     assert {r.dist for r in refs} <= set(range(1, older + 2))
@@ -56,7 +56,8 @@ def test_random_translations_decode_exactly_and_shrink(dx, dy, older, w, h):
     px, gid, got_dist = glz.decode_rgb32(stream, window)
     assert (gid, got_dist) == (hist.next_id, dist)
     assert np.array_equal(px[..., :3], new[..., :3])
-    assert len(stream) < 3 * w * h - 2.5 * np.count_nonzero(ref_map >= 0)  # matched pixels cost little
+    plain = glz.encode_rgb32(new, hist.next_id, dist)
+    assert len(stream) < len(plain) - 2 * np.count_nonzero(ref_map >= 0)  # matched pixels cost little
 
 
 def test_tokens_use_every_offset_and_distance_form():
