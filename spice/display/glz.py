@@ -65,6 +65,7 @@ ADLER_BASE = 65521
 
 MAX_LITERAL = 32
 MAX_MATCH = 7 + 254  # one extension byte
+MAX_REF_MATCH = 8192  # matches into other images: a whole row is one token (extension bytes of 255 as needed)
 FEW_MATCHES = 0.5  # photographs (9-15% here; text 84% and more): literal runs alone deflate 5% smaller
 MAX_SHORT_OFFSET = 4095  # offset - 1 below 4096: the two-byte form
 _LEFT, _ABOVE = 1, 2  # pixel classes, as in spice.display.lz
@@ -132,8 +133,8 @@ def _classes(flat: np.ndarray, w: int, h: int, matches: bool | None) -> np.ndarr
 
 
 def _pieces(starts: np.ndarray, seg_len: np.ndarray, seg_cls: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Runs (first pixel, length, class) cut into tokens of at most MAX_LITERAL / MAX_MATCH pixels."""
-    cap = np.where(seg_cls == _LIT, MAX_LITERAL, MAX_MATCH)
+    """Runs (first pixel, length, class) cut into tokens of at most MAX_LITERAL / MAX_REF_MATCH pixels."""
+    cap = np.where(seg_cls == _LIT, MAX_LITERAL, MAX_REF_MATCH)
     npieces = (seg_len + cap - 1) // cap
     piece_seg = np.repeat(np.arange(len(starts)), npieces)
     j = np.arange(len(piece_seg)) - (np.cumsum(npieces) - npieces)[piece_seg]
@@ -155,16 +156,19 @@ def _ref_headers(pstart: np.ndarray, plen: np.ndarray, k: np.ndarray, w: int,
     y, x = np.divmod(pstart, w)
     ofs = (y + dy) * rw + x + dx
     n = len(pstart)
-    hdr = np.zeros((n, 9), np.int64)
+    ext = np.where(plen >= 7, (plen - 7) // 255 + 1, 0)  # length extension bytes: 255 while more follows
+    n_ext = int(ext.max()) if n else 0
+    hdr = np.zeros((n, 8 + n_ext), np.int64)
     col = np.zeros(n, np.int64)  # next free header byte of each token
     rows = np.arange(n)
     short = ofs <= MAX_SHORT_OFFSET
     far2 = ofs >= 1 << 17
     hdr[:, 0] = (np.minimum(plen, 7) << 5) | np.where(short, 0, 16) | (ofs & 15)
     col += 1
-    long_ = plen >= 7
-    hdr[rows[long_], 1] = plen[long_] - 7
-    col += long_
+    for j in range(n_ext):
+        has = ext > j
+        hdr[rows[has], 1 + j] = np.where(j < ext[has] - 1, 255, plen[has] - 7 - 255 * j)
+    col += ext
     hdr[rows, col] = (ofs >> 4) & 255
     col += 1
     # image_flag: extra bytes of image_dist

@@ -24,11 +24,15 @@ import numpy as np
 
 from spice.display import glz
 
-#: our own bound on what is kept per client (copies of the pixels): 24 MiB
-MAX_HISTORY_PIXELS = 6 << 20
+#: our own bound on what is kept per client (copies of the pixels): 32 MiB, the window spice-gtk takes from
+#: our RAM_HINT (ten 1024x768 pictures)
+MAX_HISTORY_PIXELS = 8 << 20
 GRID_Y, GRID_X = 8, 16  # held images are indexed at every 8th row, every 16th column
 KEY_RUN = 3  # pixels hashed into an index key
-SITES_Y, SITES_X = 2, 2  # a new image is looked up at this many patches of GRID_Y x GRID_X positions
+#: a new image is looked up at patches of GRID_Y x GRID_X positions about this far apart, edges included (a
+#: moved picture's new strip is at an edge: another image may have it): a 64 x 1024 band gets 2 x 6 patches,
+#: a 1024x768 picture 5 x 6
+PATCH_EVERY_Y, PATCH_EVERY_X = 192, 256
 MAX_CANDIDATES = 8  # translations checked per image
 MIN_VOTES = 2  # patches agreeing on a translation before it is checked (one: a chance equal key)
 MIN_EQUAL = 0.5  # a translation is used where at least this share of the pixels it overlaps are equal
@@ -62,8 +66,8 @@ def picture(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 @functools.lru_cache(maxsize=16)
 def _probe_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows, columns and patch numbers of the probe positions of an ``(h, w)`` image (see :func:`probes`)."""
-    y0 = np.linspace(0, h - GRID_Y, SITES_Y).astype(np.int64)
-    x0 = np.linspace(0, w - GRID_X - KEY_RUN, SITES_X + 2)[1:-1].astype(np.int64)
+    y0 = np.unique(np.linspace(0, h - GRID_Y, h // PATCH_EVERY_Y + 2).astype(np.int64))
+    x0 = np.unique(np.linspace(0, w - GRID_X - KEY_RUN, w // PATCH_EVERY_X + 2).astype(np.int64))
     ys, xs = np.broadcast_arrays(y0[:, None, None, None] + np.arange(GRID_Y)[None, None, :, None],
                                  x0[None, :, None, None] + np.arange(GRID_X)[None, None, None, :])
     ys, xs = ys.reshape(-1), xs.reshape(-1)
@@ -71,7 +75,7 @@ def _probe_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def probes(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Where a new image is looked up: SITES_Y x SITES_X patches of GRID_Y x GRID_X consecutive positions,
+    """Where a new image is looked up: patches of GRID_Y x GRID_X consecutive positions (PATCH_EVERY_Y/X apart),
     so each patch meets the grid of an image it overlaps once, whatever the translation; (keys, positions,
     patch numbers)."""
     h, w = flat.shape
