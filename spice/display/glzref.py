@@ -66,8 +66,9 @@ def picture(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 @functools.lru_cache(maxsize=16)
 def _probe_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows, columns and patch numbers of the probe positions of an ``(h, w)`` image (see :func:`probes`)."""
-    y0 = np.unique(np.linspace(0, h - GRID_Y, h // PATCH_EVERY_Y + 2).astype(np.int64))
-    x0 = np.unique(np.linspace(0, w - GRID_X - KEY_RUN, w // PATCH_EVERY_X + 2).astype(np.int64))
+    # (sorted(set()): np.unique imports numpy.ma on first use, 30 ms in the middle of a frame)
+    y0 = np.array(sorted(set(np.linspace(0, h - GRID_Y, h // PATCH_EVERY_Y + 2).astype(np.int64).tolist())))
+    x0 = np.array(sorted(set(np.linspace(0, w - GRID_X - KEY_RUN, w // PATCH_EVERY_X + 2).astype(np.int64).tolist())))
     ys, xs = np.broadcast_arrays(y0[:, None, None, None] + np.arange(GRID_Y)[None, None, :, None],
                                  x0[None, :, None, None] + np.arange(GRID_X)[None, None, None, :])
     ys, xs = ys.reshape(-1), xs.reshape(-1)
@@ -157,6 +158,7 @@ class GlzHistory:
         ref_map = np.full((h, w), -1, np.int16)
         refs: list[glz.Ref] = []
         tried: set[tuple[int, int, int]] = set()
+        mapped = [0]  # pixels mapped so far
 
         def use(img: Held, dy: int, dx: int) -> bool:
             """Map the pixels that equal ``img``'s moved by ``(dy, dx)``; False if they mostly do not."""
@@ -168,18 +170,22 @@ class GlzHistory:
             x0, x1 = max(0, -dx), min(w, iw - dx)
             if y0 >= y1 or x0 >= x1:
                 return False
-            if (ref_map[y0:y1, x0:x1] >= 0).all():
+            if refs and (ref_map[y0:y1, x0:x1] >= 0).all():
                 return True  # mapped already (by its neighbour): walk on
             step_y, step_x = max(1, (y1 - y0) // 8), max(1, (x1 - x0) // 16)  # a glance first: 8 x 16 pixels
             glance = flat[y0:y1:step_y, x0:x1:step_x] == img.flat[y0 + dy:y1 + dy:step_y, x0 + dx:x1 + dx:step_x]
             if np.count_nonzero(glance) < MIN_EQUAL * glance.size:
                 return False
             same = flat[y0:y1, x0:x1] == img.flat[y0 + dy:y1 + dy, x0 + dx:x1 + dx]
-            if np.count_nonzero(same) < MIN_EQUAL * same.size:
+            equal = np.count_nonzero(same)
+            if equal < MIN_EQUAL * same.size:
                 return False
             area = ref_map[y0:y1, x0:x1]
-            same &= area < 0
+            if refs:  # (the first one maps onto nothing yet)
+                same &= area < 0
+                equal = np.count_nonzero(same)
             area[same] = len(refs)
+            mapped[0] += equal
             refs.append(glz.Ref(self.next_id - img.gid, dy, dx, iw))
             return True
 
@@ -195,7 +201,7 @@ class GlzHistory:
                 while (other := by_gid.get(gid)) is not None and use(other, top + sy - other.top,
                                                                      left + sx - other.left):
                     gid += step
-        if np.count_nonzero(ref_map >= 0) < MIN_SHARE * h * w:
+        if mapped[0] < MIN_SHARE * h * w:
             return None
         return refs, ref_map
 
