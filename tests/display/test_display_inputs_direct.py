@@ -154,3 +154,50 @@ async def test_key_batch_prefers_flush_pending(server):
     assert calls == ["pending 1"]
     main.close()
     inp.close()
+
+
+async def test_no_garbage_collection_between_a_key_and_its_frame(server):
+    """The guest draws the key with the collector off (no gen-0/1 pass inside the key-to-pixel path);
+    it is back on once the batch is handled."""
+    import gc
+
+    guest = server.guest
+    seen: list[bool] = []
+    guest.flush_pending = lambda: seen.append(gc.isenabled())
+    main, inp, conn = await _inputs(server)
+    assert gc.isenabled()
+    inp.send(InputsMsgc.KEY_DOWN, struct.pack("<I", 0x1E))
+    assert await _until(lambda: seen)
+    assert seen == [False]
+    assert gc.isenabled()
+    main.close()
+    inp.close()
+
+
+async def test_keys_buffered_before_the_channel_starts_go_direct(server, monkeypatch):
+    """Key messages that reach the stream's buffer between the link and the channel's start (a client
+    that types at once) are parsed first, in order; the connection still goes direct after them."""
+    from spice.server.connection import ChannelConnection
+
+    keys = b"".join(struct.pack("<HI", InputsMsgc.KEY_DOWN, 4) + struct.pack("<I", code) for code in (0x1E, 0x30))
+    serve = ChannelConnection._serve
+
+    async def late_serve(self):
+        if self.request.channel_type == ChannelType.INPUTS:  # hold the start until the keys are buffered
+            assert await _until(lambda: len(self.reader._buffer) >= len(keys))
+        await serve(self)
+
+    monkeypatch.setattr(ChannelConnection, "_serve", late_serve)
+    main = await TestChannel.connect(server.ports["plain"], ChannelType.MAIN, channel_caps={1, 2})
+    init = pm.MainInit.parse((await main.wait_for(pm.MainMsg.INIT)).body)
+    inp = await TestChannel.connect(server.ports["plain"], ChannelType.INPUTS, connection_id=init.session_id)
+    inp.writer.write(keys)
+    assert await _until(lambda: len(server.guest.keys) >= 2)
+    assert server.guest.keys == [(0x1E, True), (0x30, True)]
+    conn = next(c for c in server.connections if c.channel is not None and c.channel.name == "inputs")
+    assert isinstance(conn.writer.transport.get_protocol(), _DirectRead)
+    inp.send(InputsMsgc.KEY_UP, struct.pack("<I", 0x9E))
+    assert await _until(lambda: len(server.guest.keys) >= 3)
+    assert server.guest.keys[2] == (0x1E, False)
+    main.close()
+    inp.close()
