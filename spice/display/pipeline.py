@@ -571,6 +571,9 @@ class DisplayPipeline:
     def _handle_frame(self, frame: Frame) -> tuple[np.ndarray, int, float] | None:
         """Absorb ``frame``; returns the arguments of a deferred :meth:`_video` call, if any."""
         fb = self.guest.framebuffer
+        if self._stable and fb is not self._shot and fb.shape == self._shot.shape and fb.base is not None \
+                and fb.base is self._shot.base:
+            self._shot = fb  # the same pixels slid through their backing array (a tall copy, builtin RowSlider)
         if fb.shape != self._shot.shape or (self._stable and fb is not self._shot):
             self.serial = frame.serial
             self._on_resize(fb.shape[1], fb.shape[0])

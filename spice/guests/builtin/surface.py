@@ -57,13 +57,62 @@ def copy_block(a: np.ndarray, src: Rect, dx: int, dy: int) -> None:
         a[y0 + dy:y1 + dy, x0:x1] = a[y0:y1, x0:x1]
 
 
+class RowSlider:
+    """Moves a tall area of a ``(h, w, 4)`` buffer vertically without copying its rows: the buffer is a view
+    into a backing array 5x as tall, slid by the move; only the pixels outside the area (and the vacated
+    rows) are copied back.  The buffer object changes with each slide: callers keep the returned one."""
+
+    def __init__(self) -> None:
+        self.view: np.ndarray | None = None  # the buffer as last handed out
+        self.offset = 0  # its first row in the backing array
+
+    def new_buffer(self, height: int, width: int) -> np.ndarray:
+        """A zeroed buffer that can slide at once (the backing's unused rows cost no memory until touched)."""
+        backing = np.zeros((5 * height, width, 4), np.uint8)
+        self.offset = 2 * height
+        self.view = backing[self.offset:self.offset + height]
+        return self.view
+
+    def move(self, buf: np.ndarray, area: Rect, dy: int) -> np.ndarray | None:
+        """``buf`` after ``buf[area + (0, dy)] = buf[area minus the vacated rows]`` (the vacated rows keep their
+        pixels), as a new view; None when too little of ``buf`` moves for a slide to pay (the caller copies)."""
+        h, w = buf.shape[:2]
+        src = Rect(area.left, area.top + max(0, -dy), area.right, area.bottom - max(0, dy))
+        kept = (h - area.height + abs(dy)) * w + area.height * (w - area.width)  # pixels restored
+        if dy == 0 or src.is_empty() or kept * 4 > src.area:
+            return None
+        backing = buf.base
+        off = self.offset
+        if buf is not self.view or backing is None or backing.shape != (5 * h, w, 4):
+            backing = np.empty((5 * h, w, 4), np.uint8)
+            off = 2 * h
+            backing[off:off + h] = buf
+        new = off - dy
+        if new < 0 or new + h > backing.shape[0]:  # slid to an end: back to the middle, one full copy
+            backing[2 * h:3 * h] = backing[off:off + h]
+            off, new = 2 * h, 2 * h - dy
+        old = backing[off:off + h]
+        vac = Rect(area.left, area.bottom + dy, area.right, area.bottom) if dy < 0 else \
+            Rect(area.left, area.top, area.right, area.top + dy)
+        saved = [(r, old[r.top:r.bottom, r.left:r.right].copy()) for r in (
+            Rect(0, 0, w, area.top), Rect(0, area.bottom, w, h), vac,
+            Rect(0, area.top, area.left, area.bottom), Rect(area.right, area.top, w, area.bottom)) if not r.is_empty()]
+        buf = self.view = backing[new:new + h]
+        self.offset = new
+        for r, px in saved:
+            buf[r.top:r.bottom, r.left:r.right] = px
+        return buf
+
+
 class Surface:
     """Owns the ``(h, w, 4)`` BGRX framebuffer (modified in place) and records ops against it."""
 
     MAX_DAMAGE_RECTS = 24
 
     def __init__(self, width: int, height: int) -> None:
-        self.fb = np.zeros((height, width, 4), np.uint8)
+        self._rows = RowSlider()
+        #: a view into a taller array: a tall vertical copy slides it (see RowSlider), so keep no reference
+        self.fb = self._rows.new_buffer(height, width)
         self.bounds = Rect(0, 0, width, height)
         self._ops: list[DisplayOp] = []
         self._damage: list[Rect] = []
@@ -120,7 +169,12 @@ class Surface:
 
     def _copy(self, src: Rect, dx: int, dy: int, pixels: np.ndarray | None = None) -> None:
         if pixels is None:
-            copy_block(self.fb, src, dx, dy)
+            slid = self._rows.move(self.fb, src.union(src.translate(0, dy)), dy) \
+                if dx == 0 and 0 < abs(dy) < src.height else None
+            if slid is None:
+                copy_block(self.fb, src, dx, dy)
+            else:
+                self.fb = slid
         else:
             self.fb[src.top + dy:src.bottom + dy, src.left + dx:src.right + dx] = pixels
         for d in list(self._damage):

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..base import Rect
 from .font import GlyphCache, bgrx, glyphs
-from .surface import copy_block
+from .surface import RowSlider, copy_block
 
 TITLE_H = 24
 BORDER = 0x30343C
@@ -28,8 +28,7 @@ class Window:
         self.buf = np.zeros((h, w, 4), np.uint8)
         self.dirty: list[Rect] = []
         self.desktop = None  # set by Desktop.add
-        self._view: np.ndarray | None = None  # ``buf`` as a view into a taller array (see scroll_area)
-        self._offset = 0
+        self._rows = RowSlider()  # ``buf`` slides through a taller array when a tall area scrolls
         self.draw_frame()
 
     # -- geometry
@@ -74,36 +73,15 @@ class Window:
     def scroll_area(self, area: Rect, dy: int) -> None:
         """``buf[area + (0, dy)] = buf[area minus the vacated rows]``; the vacated rows keep their pixels.
 
-        A tall area moves by sliding ``buf``'s view ``dy`` rows through a taller backing array and
-        restoring the few pixels outside ``area`` (and the vacated rows): no copy of the moved rows."""
-        h, w = self.buf.shape[:2]
+        A tall area moves by sliding ``buf`` through a taller backing array (see :class:`RowSlider`)."""
         src = Rect(area.left, area.top + max(0, -dy), area.right, area.bottom - max(0, dy))
         if dy == 0 or src.is_empty():
             return
-        kept = (h - area.height + abs(dy)) * w + area.height * (w - area.width)  # pixels restored
-        if kept * 4 > src.area:
+        slid = self._rows.move(self.buf, area, dy)
+        if slid is None:
             copy_block(self.buf, src, 0, dy)
-            return
-        backing = self.buf.base
-        off = self._offset
-        if self.buf is not self._view or backing is None or backing.shape[0] != 5 * h:
-            backing = np.empty((5 * h, w, 4), np.uint8)
-            off = 2 * h
-            backing[off:off + h] = self.buf
-        new = off - dy
-        if new < 0 or new + h > backing.shape[0]:  # slid to an end: back to the middle, one full copy
-            backing[2 * h:3 * h] = backing[off:off + h]
-            off, new = 2 * h, 2 * h - dy
-        old = backing[off:off + h]
-        vac = Rect(area.left, area.bottom + dy, area.right, area.bottom) if dy < 0 else \
-            Rect(area.left, area.top, area.right, area.top + dy)
-        saved = [(r, old[r.top:r.bottom, r.left:r.right].copy()) for r in (
-            Rect(0, 0, w, area.top), Rect(0, area.bottom, w, h), vac,
-            Rect(0, area.top, area.left, area.bottom), Rect(area.right, area.top, w, area.bottom)) if not r.is_empty()]
-        self.buf = self._view = backing[new:new + h]
-        self._offset = new
-        for r, px in saved:
-            self.buf[r.top:r.bottom, r.left:r.right] = px
+        else:
+            self.buf = slid
 
     def resize(self, w: int, h: int) -> None:
         self.buf = np.zeros((h, w, 4), np.uint8)
