@@ -29,9 +29,9 @@ from spice.display import glz
 MAX_HISTORY_PIXELS = 8 << 20
 GRID_Y, GRID_X = 8, 16  # held images are indexed at every 8th row, every 16th column
 KEY_RUN = 3  # pixels hashed into an index key
-#: a new image is looked up at patches of GRID_Y x GRID_X positions about this far apart, edges included (a
-#: moved picture's new strip is at an edge: another image may have it): a 64 x 1024 band gets 2 x 6 patches,
-#: a 1024x768 picture 5 x 6
+#: a new image is looked up at patches of GRID_Y x GRID_X positions about this far apart, edges and middle
+#: included (a moved picture's new strip is at an edge: another image may have it; an edge patch may fall
+#: off the image it moved from): a 64 x 1024 band gets 3 x 6 patches, a 1024x768 picture 6 x 6
 PATCH_EVERY_Y, PATCH_EVERY_X = 192, 256
 MAX_CANDIDATES = 8  # translations checked per image
 MIN_VOTES = 2  # patches agreeing on a translation before it is checked (one: a chance equal key)
@@ -67,8 +67,8 @@ def picture(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _probe_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows, columns and patch numbers of the probe positions of an ``(h, w)`` image (see :func:`probes`)."""
     # (sorted(set()): np.unique imports numpy.ma on first use, 30 ms in the middle of a frame)
-    y0 = np.array(sorted(set(np.linspace(0, h - GRID_Y, h // PATCH_EVERY_Y + 2).astype(np.int64).tolist())))
-    x0 = np.array(sorted(set(np.linspace(0, w - GRID_X - KEY_RUN, w // PATCH_EVERY_X + 2).astype(np.int64).tolist())))
+    y0 = np.array(sorted(set(np.linspace(0, h - GRID_Y, max(3, h // PATCH_EVERY_Y + 2)).astype(np.int64).tolist())))
+    x0 = np.array(sorted(set(np.linspace(0, w - GRID_X - KEY_RUN, max(3, w // PATCH_EVERY_X + 2)).astype(np.int64).tolist())))
     ys, xs = np.broadcast_arrays(y0[:, None, None, None] + np.arange(GRID_Y)[None, None, :, None],
                                  x0[None, :, None, None] + np.arange(GRID_X)[None, None, None, :])
     ys, xs = ys.reshape(-1), xs.reshape(-1)

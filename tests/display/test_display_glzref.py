@@ -30,7 +30,7 @@ def _held(history: glzref.GlzHistory, top: int, left: int, px: np.ndarray) -> tu
     return history.add(top, left, *glzref.picture(px))
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.integers(-120, 120), st.integers(-60, 60), st.integers(0, 2), st.integers(64, 300),
        st.integers(24, 80))
 def test_random_translations_decode_exactly_and_shrink(dx, dy, older, w, h):
