@@ -13,8 +13,12 @@ from spice.guests.builtin.surface import Surface, changed_bbox
 
 class _FakeGuest:
     def __init__(self, surface: Surface) -> None:
-        self.framebuffer = surface.fb
+        self.surface = surface
         self.listener = None
+
+    @property
+    def framebuffer(self) -> np.ndarray:
+        return self.surface.fb
 
     def add_listener(self, listener) -> None:
         self.listener = listener
@@ -108,3 +112,25 @@ def test_window_scroll_area_matches_copy_block():
         slid += win.buf.base is not None
         win.buf[area.bottom - 1, area.left] = want[area.bottom - 1, area.left] = rng.integers(0, 256, 4)
     assert slid > 200  # the view really slid (not the copy fallback)
+
+
+def test_surface_tall_vertical_copies_slide_and_replay_exactly():
+    """Tall vertical copies slide the framebuffer view (up and down, past the backing's ends, with pending
+    damage moving along); replaying the ops on a shadow still gives the framebuffer pixel for pixel."""
+    rng = np.random.default_rng(5)
+    s = Surface(120, 400)
+    s.put(0, 0, rng.integers(0, 256, (400, 120, 4), np.uint8), diff=False)
+    g = _FakeGuest(s)
+    s.take_ops()
+    sh = Shadow(g)
+    fb0, slid = s.fb, 0
+    for serial, dy in enumerate([-7] * 80 + [11] * 90 + [-3] * 40, 1):
+        area = Rect(4, 9, 113, 391)
+        src = Rect(area.left, area.top + max(0, -dy), area.right, area.bottom - max(0, dy))
+        s.put(rng.integers(0, 100), rng.integers(0, 380), rng.integers(0, 256, (5, 20, 4), np.uint8))
+        s.copy(src, src.left, src.top + dy)
+        s.fill(Rect(0, 0, 3, 3), int(rng.integers(0, 1 << 32)))
+        g.listener.on_frame(Frame(s.take_ops(), serial, 0.0))
+        slid += s.fb is not fb0 and s.fb.base is fb0.base
+    sh.check()
+    assert slid > 150

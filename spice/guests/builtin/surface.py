@@ -91,16 +91,23 @@ class RowSlider:
         if new < 0 or new + h > backing.shape[0]:  # slid to an end: back to the middle, one full copy
             backing[2 * h:3 * h] = backing[off:off + h]
             off, new = 2 * h, 2 * h - dy
-        old = backing[off:off + h]
+        # the pixels outside the moved rows stay put: each moves by ``new - off`` rows in the backing, in
+        # place, the region farthest along the shift first (it is no other region's source any more)
         vac = Rect(area.left, area.bottom + dy, area.right, area.bottom) if dy < 0 else \
             Rect(area.left, area.top, area.right, area.top + dy)
-        saved = [(r, old[r.top:r.bottom, r.left:r.right].copy()) for r in (
-            Rect(0, 0, w, area.top), Rect(0, area.bottom, w, h), vac,
-            Rect(0, area.top, area.left, area.bottom), Rect(area.right, area.top, w, area.bottom)) if not r.is_empty()]
+        top, bottom = Rect(0, 0, w, area.top), Rect(0, area.bottom, w, h)
+        for group in ((bottom,), (vac, Rect(0, area.top, area.left, area.bottom),
+                                  Rect(area.right, area.top, w, area.bottom)), (top,))[::1 if dy < 0 else -1]:
+            for r in group:
+                if r.is_empty():
+                    continue
+                if r.width == w:  # full rows: bands that do not overlap their destination
+                    copy_block(backing, Rect(0, off + r.top, w, off + r.bottom), 0, new - off)
+                else:  # (numpy copies an overlapping source first)
+                    backing[new + r.top:new + r.bottom, r.left:r.right] = backing[off + r.top:off + r.bottom,
+                                                                                  r.left:r.right]
         buf = self.view = backing[new:new + h]
         self.offset = new
-        for r, px in saved:
-            buf[r.top:r.bottom, r.left:r.right] = px
         return buf
 
 
