@@ -211,6 +211,7 @@ class Terminal(Window):
             if abs(delta) < self.rows and self.desktop is not None:
                 self.desktop.scroll_window(self, self.area, -delta * self.font.cell_h)
                 self.grid.scroll(delta)
+                self._drawn = self._drawn[delta:] + self._drawn[:delta]  # (rows' records move with the rows)
         self._shown_top = abs_top
         grid, cols = self.grid, self.cols
         order = list(range(self.rows))
