@@ -1,4 +1,4 @@
-"""ZLIB_GLZ_RGB images for spice-gtk: a GLZ RGB32 stream (in-image matches only), deflated.
+"""ZLIB_GLZ_RGB images for spice-gtk: a GLZ RGB32 stream, deflated.
 
 GLZ stream (spice-common lz_common.h, spice-gtk decode-glz-tmpl.c): a 33-byte big-endian header
 (magic, version, ``type | top_down << 4``, width, height, stride, 64-bit image id, ``win_head_dist``),
@@ -6,8 +6,9 @@ then operations.  A control byte ``c < 32`` starts a literal run of ``c + 1`` pi
 ``c >= 32`` is a match of ``L = c >> 5`` pixels (``L == 7``: plus extension bytes while 255), then a
 byte with bits 4..11 of the offset ``o`` (bits 0..3 are ``c & 15``) and a byte ``0`` (this image,
 ``o < 4096``): the match copies from ``o + 1`` pixels back.  Here matches are "same as the pixel to the left"
-and "same as the pixel above", found with numpy (as :mod:`spice.display.lz`); images never refer to
-other images.
+and "same as the pixel above", found with numpy (as :mod:`spice.display.lz`), and, given a reference
+map (:mod:`spice.display.glzref`), matches into earlier images the client holds (:class:`Ref`: an
+``image_dist`` and an unbiased offset from that image's first pixel, decode-glz-tmpl.c's other forms).
 
 The client keeps every GLZ image in a window, by id, and frees the ones before ``id -
 win_head_dist`` of the newest image that closes its run of ids; ids must therefore start at 0 on each
@@ -16,8 +17,8 @@ dictionary does; a spice-gtk session object that reconnects keeps its old ``olde
 connection's images until their ids pass it, with either server).  With ``win_head_dist = 0`` the
 window holds the newest image alone.  The id is inside the deflated data,
 so :func:`encode_image` deflates the operations once (shared by every client) and keeps the GLZ
-header in a stored block in front of them; :func:`stamp` writes one client's id there and corrects
-the Adler-32 in place of deflating again.
+header in a stored block in front of them; :func:`stamp` writes one client's id and ``win_head_dist``
+there and corrects the Adler-32 in place of deflating again.
 
 Wire body (spice.proto ZlibGlzRGBData): ``u32 glz_data_size, u32 data_size`` + a zlib stream.
 """

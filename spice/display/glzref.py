@@ -8,10 +8,12 @@ libspice-server's dictionary (server/glz-encoder-dict.c) keeps at most the clien
 ``glz_dictionary_window_size`` pixels (DISPLAY_INIT), the new image included, and sets ``win_head_dist``
 to reach back to its oldest image; so does :class:`GlzHistory`.
 
-The search finds pictures that moved: content-defined anchors (a hash of 4 pixels, kept where its top
-bits are 0, so the same content gives the same anchors wherever it sits) of each held image go into a
-dict; a new image's anchors vote for ``(image, dy, dx)`` translations, numpy checks the best few pixel
-by pixel, and runs of equal pixels become matches into those images (:func:`spice.display.glz.encode_ops`).
+The search finds pictures that moved: each held image puts a hash of 3 pixels at every point of an
+8 x 16 grid into a dict; a new image looks up every position of a few 8 x 16 patches (each patch meets
+the grid of an image it overlaps exactly once, whatever the move), the patches vote for ``(image, dy,
+dx)`` translations, numpy checks the best few pixel by pixel (and the images sent just before and after
+with the same move on the screen), and the equal pixels become matches into those images, a token per
+row (:func:`spice.display.glz.encode_ops`).  Images with such matches are encoded for one client.
 """
 
 from __future__ import annotations
