@@ -209,7 +209,8 @@ class Terminal(Window):
         if self._shown_top is not None and abs_top != self._shown_top:
             delta = abs_top - self._shown_top
             if abs(delta) < self.rows and self.desktop is not None:
-                self.desktop.scroll_window(self, self.area, -delta * self.font.cell_h)
+                band = Rect(0, self.area.top, self.w, self.area.bottom)  # whole rows: border, padding are plain
+                self.desktop.scroll_window(self, band, -delta * self.font.cell_h)
                 self.grid.scroll(delta)
                 self._drawn = self._drawn[delta:] + self._drawn[:delta]  # (rows' records move with the rows)
         self._shown_top = abs_top
