@@ -116,19 +116,28 @@ def install(guest, usb: UsbSubsystem) -> Callable[[], None]:
             last[:] = rows
             guest.set_usb_devices(rows)
 
+    tree_changed = asyncio.Event()
+
+    def on_event(*_args) -> None:
+        refresh()
+        tree_changed.set()
+
     async def refresher() -> None:  # byte counters move without tree events
         while True:
+            if not last:  # no device: nothing to poll (no wake-ups) until the tree changes
+                tree_changed.clear()
+                await tree_changed.wait()
             await asyncio.sleep(REFRESH)
             refresh()
 
-    usb.core.listeners.append(refresh)
+    usb.core.listeners.append(on_event)
     task = asyncio.get_running_loop().create_task(refresher())
     refresh()
 
     def uninstall() -> None:
         task.cancel()
-        if refresh in usb.core.listeners:
-            usb.core.listeners.remove(refresh)
+        if on_event in usb.core.listeners:
+            usb.core.listeners.remove(on_event)
         for name in commands:
             shell.unregister(name)
 

@@ -209,12 +209,14 @@ class Desktop:
         out += [e.translate(-x, -y) for e in self._exposed]
         return out
 
-    def copy_in_window(self, win: Window, src: Rect, dx: int, dy: int) -> bool:
+    def copy_in_window(self, win: Window, src: Rect, dx: int, dy: int, *, stale: list[Rect] | None = None) -> bool:
         """Copy window-local ``src`` by ``(dx, dy)`` in ``win``'s buffer and, as a CopyRect, on screen.
 
         False (and nothing done) when the screen there is not up to date or not visible: the caller
-        draws the pixels instead."""
-        stale = self.stale_rects(win)
+        draws the pixels instead.  ``stale``: :meth:`stale_rects` of ``win`` if the caller has it (copies
+        in a window leave it as it was)."""
+        if stale is None:
+            stale = self.stale_rects(win)
         dest = src.translate(dx, dy)
         w, h = win.w, win.h
         if stale is None or src.is_empty() or not inside(src, w, h) or not inside(dest, w, h):

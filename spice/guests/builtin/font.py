@@ -159,10 +159,9 @@ class TextGrid:
         cw, ch = self.font.cell_w, self.font.cell_h
         return Rect(self.left + col * cw, self.top + row * ch, self.left + (col + n) * cw, self.top + (row + 1) * ch)
 
-    def _screen(self) -> str | None:
-        """The rows as one string (rows joined by UNKNOWN), cells not copyable on screen masked."""
-        desktop = self.win.desktop
-        stale = desktop.stale_rects(self.win) if desktop is not None else None
+    def _screen(self, stale: list[Rect] | None) -> str | None:
+        """The rows as one string (rows joined by UNKNOWN), cells not copyable on screen (``stale``,
+        window-local; None: none) masked."""
         if stale is None:
             return None
         rows = self.rows
@@ -187,7 +186,9 @@ class TextGrid:
             return
         diff = [c for c in range(self.cols) if want[c] != have[c]]
         lo, hi = diff[0], diff[-1] + 1
-        screen = self._screen()
+        desktop = self.win.desktop
+        stale = desktop.stale_rects(self.win) if desktop is not None else None  # copies do not change it
+        screen = self._screen(stale)
         plan: list[tuple[int, int, int, int]] = []  # (dest col, length, src row, src col)
         rest: list[int] = []
         i = lo
@@ -208,8 +209,8 @@ class TextGrid:
         cells = list(have)
         for dc, n, sr, sc in self._ordered(plan, row, rest):
             src = self.cell_rect(sr, sc, n)
-            if self.win.desktop.copy_in_window(self.win, src, (dc - sc) * self.font.cell_w,
-                                               (row - sr) * self.font.cell_h):
+            if desktop.copy_in_window(self.win, src, (dc - sc) * self.font.cell_w,
+                                      (row - sr) * self.font.cell_h, stale=stale):
                 cells[dc:dc + n] = want[dc:dc + n]
                 self.copies += n
             else:
