@@ -149,10 +149,29 @@ class BuiltinGuest(Guest):
         self.topbar.set_clock(f"{self.clock():%a %Y-%m-%d %H:%M:%S}")
 
     async def _clock_loop(self) -> None:
-        while True:
-            self._update_clock()
-            self.flush_pending()  # the tick's frame now: no extra loop turn
-            await asyncio.sleep(1.0 - time.time() % 1.0 + 0.002)
+        """Tick the clock from a timer callback until cancelled: one loop turn per second (a sleeping
+        task takes two, the timer and then the task's wake-up)."""
+        loop = asyncio.get_running_loop()
+        failed: asyncio.Future[None] = loop.create_future()
+        timer: asyncio.TimerHandle | None = None
+
+        def tick() -> None:
+            nonlocal timer
+            try:
+                self._scheduled = True  # the tick's drawing asks for no flush callback (a loop turn): made here
+                self._update_clock()
+                self.flush()
+            except Exception as err:
+                failed.set_exception(err)
+                return
+            timer = loop.call_later(1.0 - time.time() % 1.0 + 0.002, tick)
+
+        tick()
+        try:
+            await failed
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     # -- devices
     def set_usb_devices(self, rows: list[str | dict]) -> None:
