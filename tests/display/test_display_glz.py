@@ -271,11 +271,7 @@ async def test_spice_gtk_decodes_glz_references_exactly(tmp_path, fast_deflate, 
         (tmp_path / "a").mkdir()
         (tmp_path / "b").mkdir()
         first = asyncio.create_task(_gtk_client(uri, tmp_path / "a", tmp_path / "a.raw", 5.0))
-        for _ in range(300):
-            if pipeline.clients and not pipeline.clients[0].pending:
-                break
-            await asyncio.sleep(0.05)
-        assert pipeline.clients, "spice-gtk never attached a display client"
+        await spicegtk.wait_attached(pipeline)
         assert pipeline.clients[0].glz.limit == min(glzref.MAX_HISTORY_PIXELS, 32 << 18)  # RAM_HINT / 2
         second = None
         for step in range(16):  # a slideshow of photograph crops, plus a second client half-way

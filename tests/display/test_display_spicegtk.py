@@ -35,11 +35,7 @@ async def test_spice_gtk_shows_the_guest_exactly(tmp_path, image_type):
                                                          tmp_path, "--settle", "2.5", "--dump",
                                                          str(tmp_path / "fb.raw")))
         pipeline = srv.display_pipeline
-        for _ in range(300):  # until the client has taken its first full screen
-            if pipeline.clients and not pipeline.clients[0].pending:
-                break
-            await asyncio.sleep(0.05)
-        assert pipeline.clients, "spice-gtk never attached a display client"
+        await spicegtk.wait_attached(pipeline)
         for _ in range(25):  # damage (noise / UI / flat), fills and copies while it watches
             for _ in range(3):
                 guest.random_op()
@@ -77,11 +73,7 @@ async def test_spice_gtk_plays_an_mjpeg_stream_then_gets_the_lossless_picture(tm
         client = asyncio.create_task(spicegtk.gtk_client(f"spice://127.0.0.1:{srv.ports['plain']}", "pw",
                                                          tmp_path, "--settle", "4", "--dump",
                                                          str(tmp_path / "fb.raw")))
-        for _ in range(300):
-            if pipeline.clients and not pipeline.clients[0].pending:
-                break
-            await asyncio.sleep(0.05)
-        assert pipeline.clients, "spice-gtk never attached a display client"
+        await spicegtk.wait_attached(pipeline)
         video = Rect(40, 30, 40 + 160, 30 + 120)
         yy, xx = np.mgrid[0:120, 0:160]
         for t in range(30):  # 25 fps of moving photographic content
@@ -163,11 +155,7 @@ async def test_spice_gtk_shows_the_builtin_terminal_exactly(tmp_path):
                                                          tmp_path, "--settle", "4", "--dump",
                                                          str(tmp_path / "fb.raw")))
         pipeline = srv.display_pipeline
-        for _ in range(300):
-            if pipeline.clients and not pipeline.clients[0].pending:
-                break
-            await asyncio.sleep(0.05)
-        assert pipeline.clients, "spice-gtk never attached a display client"
+        await spicegtk.wait_attached(pipeline)
         copies0, drawn0 = t.grid.copies, t.grid.drawn
         for ch in "echo the quick brown fox\nhelp\necho fox the quick\n":
             t.type_text(ch)
@@ -214,11 +202,7 @@ async def test_spice_gtk_follows_a_long_full_screen_scroll_exactly(tmp_path):
                                                          tmp_path, "--settle", "4", "--dump",
                                                          str(tmp_path / "fb.raw")))
         pipeline = srv.display_pipeline
-        for _ in range(300):
-            if pipeline.clients and not pipeline.clients[0].pending:
-                break
-            await asyncio.sleep(0.05)
-        assert pipeline.clients, "spice-gtk never attached a display client"
+        await spicegtk.wait_attached(pipeline)
         frames0 = pipeline.stats.frames
         for i in range(250):  # a line per frame; some frames merged before the client takes them
             scroll.step()

@@ -75,6 +75,15 @@ async def gtk_client(uri: str, password: str, workdir: Path, *extra: str, timeou
     return data
 
 
+async def wait_attached(pipeline) -> None:
+    """Wait (up to 15 s) until the pipeline's first display client has taken its first full screen."""
+    for _ in range(300):
+        if pipeline.clients and not pipeline.clients[0].pending:
+            break
+        await asyncio.sleep(0.05)
+    assert pipeline.clients, "spice-gtk never attached a display client"
+
+
 def read_dump(path: str | Path, width: int, height: int) -> np.ndarray:
     """A raw BGRX dump (stride = 4 * width) as an (h, w, 4) array."""
     return np.fromfile(path, np.uint8).reshape(height, width, 4)
