@@ -27,11 +27,7 @@ async def test_spice_gtk_shows_the_many_small_fills_scene_exactly(tmp_path, monk
     srv = SpiceServer(guest, ServerConfig(port=0, password="pw"))
     await srv.start()
     try:
-        client = asyncio.create_task(spicegtk.gtk_client(f"spice://127.0.0.1:{srv.ports['plain']}", "pw",
-                                                         tmp_path, "--settle", "4", "--dump",
-                                                         str(tmp_path / "fb.raw")))
-        pipeline = srv.display_pipeline
-        await spicegtk.wait_attached(pipeline)
+        client = await spicegtk.watch_dump(srv, tmp_path, settle=4)
         steps = guest.workload.steps
         await asyncio.sleep(1.5)  # fills drawn while it watches
         await guest.stop()  # then still: the dump must equal the framebuffer

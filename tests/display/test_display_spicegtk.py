@@ -31,11 +31,8 @@ async def test_spice_gtk_shows_the_guest_exactly(tmp_path, image_type):
     srv.display_pipeline.force_type = image_type
     await srv.start()
     try:
-        client = asyncio.create_task(spicegtk.gtk_client(f"spice://127.0.0.1:{srv.ports['plain']}", "pw",
-                                                         tmp_path, "--settle", "2.5", "--dump",
-                                                         str(tmp_path / "fb.raw")))
+        client = await spicegtk.watch_dump(srv, tmp_path, settle=2.5)
         pipeline = srv.display_pipeline
-        await spicegtk.wait_attached(pipeline)
         for _ in range(25):  # damage (noise / UI / flat), fills and copies while it watches
             for _ in range(3):
                 guest.random_op()
@@ -70,10 +67,7 @@ async def test_spice_gtk_plays_an_mjpeg_stream_then_gets_the_lossless_picture(tm
     pipeline.lossy = True  # server policy: lossy allowed (video streams, JPEG)
     await srv.start()
     try:
-        client = asyncio.create_task(spicegtk.gtk_client(f"spice://127.0.0.1:{srv.ports['plain']}", "pw",
-                                                         tmp_path, "--settle", "4", "--dump",
-                                                         str(tmp_path / "fb.raw")))
-        await spicegtk.wait_attached(pipeline)
+        client = await spicegtk.watch_dump(srv, tmp_path, settle=4)
         video = Rect(40, 30, 40 + 160, 30 + 120)
         yy, xx = np.mgrid[0:120, 0:160]
         for t in range(30):  # 25 fps of moving photographic content
@@ -151,11 +145,7 @@ async def test_spice_gtk_shows_the_builtin_terminal_exactly(tmp_path):
     await srv.start()
     t = guest.terminal
     try:
-        client = asyncio.create_task(spicegtk.gtk_client(f"spice://127.0.0.1:{srv.ports['plain']}", "pw",
-                                                         tmp_path, "--settle", "4", "--dump",
-                                                         str(tmp_path / "fb.raw")))
-        pipeline = srv.display_pipeline
-        await spicegtk.wait_attached(pipeline)
+        client = await spicegtk.watch_dump(srv, tmp_path, settle=4)
         copies0, drawn0 = t.grid.copies, t.grid.drawn
         for ch in "echo the quick brown fox\nhelp\necho fox the quick\n":
             t.type_text(ch)
@@ -198,11 +188,8 @@ async def test_spice_gtk_follows_a_long_full_screen_scroll_exactly(tmp_path):
     srv = SpiceServer(guest, ServerConfig(port=0, password="pw"))
     await srv.start()
     try:
-        client = asyncio.create_task(spicegtk.gtk_client(f"spice://127.0.0.1:{srv.ports['plain']}", "pw",
-                                                         tmp_path, "--settle", "4", "--dump",
-                                                         str(tmp_path / "fb.raw")))
+        client = await spicegtk.watch_dump(srv, tmp_path, settle=4)
         pipeline = srv.display_pipeline
-        await spicegtk.wait_attached(pipeline)
         frames0 = pipeline.stats.frames
         for i in range(250):  # a line per frame; some frames merged before the client takes them
             scroll.step()

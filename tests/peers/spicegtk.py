@@ -84,6 +84,15 @@ async def wait_attached(pipeline) -> None:
     assert pipeline.clients, "spice-gtk never attached a display client"
 
 
+async def watch_dump(srv, workdir: Path, settle: float, password: str = "pw") -> asyncio.Task:
+    """Start spice-gtk on ``srv``'s plain port, dumping its framebuffer to ``workdir/fb.raw`` once the
+    screen has been quiet for ``settle`` s; return its task after it has taken its first full screen."""
+    client = asyncio.create_task(gtk_client(f"spice://127.0.0.1:{srv.ports['plain']}", password, workdir,
+                                            "--settle", str(settle), "--dump", str(workdir / "fb.raw")))
+    await wait_attached(srv.display_pipeline)
+    return client
+
+
 def read_dump(path: str | Path, width: int, height: int) -> np.ndarray:
     """A raw BGRX dump (stride = 4 * width) as an (h, w, 4) array."""
     return np.fromfile(path, np.uint8).reshape(height, width, 4)
