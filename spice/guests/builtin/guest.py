@@ -149,8 +149,14 @@ class BuiltinGuest(Guest):
         self.topbar.set_clock(f"{self.clock():%a %Y-%m-%d %H:%M:%S}")
 
     async def _clock_loop(self) -> None:
-        """Tick the clock from a timer callback until cancelled: one loop turn per second (a sleeping
-        task takes two, the timer and then the task's wake-up)."""
+        """Tick the clock just after each wall-clock second until cancelled."""
+        await self.drive(self._update_clock, lambda: 1.0 - time.time() % 1.0 + 0.002)
+
+    async def drive(self, draw: Callable[[], None], delay: Callable[[], float]) -> None:
+        """Call ``draw`` and make its frame at once, then again ``delay()`` s later, until cancelled.
+
+        A timer callback, not a sleeping task: one event-loop turn per frame (a sleeping task takes two,
+        the timer and then the task's wake-up), and the drawing schedules no flush callback of its own."""
         loop = asyncio.get_running_loop()
         failed: asyncio.Future[None] = loop.create_future()
         timer: asyncio.TimerHandle | None = None
@@ -158,13 +164,13 @@ class BuiltinGuest(Guest):
         def tick() -> None:
             nonlocal timer
             try:
-                self._scheduled = True  # the tick's drawing asks for no flush callback (a loop turn): made here
-                self._update_clock()
+                self._scheduled = True  # the drawing asks for no flush callback: the frame is made here
+                draw()
                 self.flush()
             except Exception as err:
                 failed.set_exception(err)
                 return
-            timer = loop.call_later(1.0 - time.time() % 1.0 + 0.002, tick)
+            timer = loop.call_later(delay(), tick)
 
         tick()
         try:

@@ -115,29 +115,18 @@ class Workload:
         loop = asyncio.get_running_loop()
         period = 1.0 / self.rate
         due = loop.time()
-        failed: asyncio.Future[None] = loop.create_future()
-        timer: asyncio.TimerHandle | None = None
 
-        def tick() -> None:  # a timer callback, not a sleeping task: one loop turn per step
-            nonlocal due, timer
-            guest = self.guest
-            try:
-                guest._scheduled = True  # the step's drawing asks for no flush callback: the frame is made here
-                self.step()
-                self.steps += 1
-                guest.flush()
-            except Exception as err:
-                failed.set_exception(err)
-                return
-            due = max(due + period, loop.time() - period)  # do not burst after a stall
-            timer = loop.call_at(due, tick)
+        def step() -> None:
+            self.step()
+            self.steps += 1
 
-        tick()
-        try:
-            await failed
-        finally:
-            if timer is not None:
-                timer.cancel()
+        def delay() -> float:
+            nonlocal due
+            now = loop.time()
+            due = max(due + period, now - period)  # do not burst after a stall
+            return due - now
+
+        await self.guest.drive(step, delay)
 
 
 class IdleClock(Workload):
