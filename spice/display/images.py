@@ -92,6 +92,11 @@ def encode(image_type: ImageType, pixels: np.ndarray, image_id: int = 0, flags: 
     return ENCODERS[image_type](pixels, image_id, flags)
 
 
+def with_cache_me(image: bytes) -> bytes:
+    """``image`` (descriptor first) with the CACHE_ME flag set: the client keeps it in its pixmap cache."""
+    return image[:9] + bytes((image[9] | CACHE_ME,)) + image[10:]
+
+
 def from_cache(image_id: int, width: int, height: int, lossless: bool = True) -> bytes:
     """A FROM_CACHE(_LOSSLESS) image: the descriptor alone."""
     t = ImageType.FROM_CACHE_LOSSLESS if lossless else ImageType.FROM_CACHE

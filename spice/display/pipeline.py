@@ -289,8 +289,7 @@ class DisplayClient:
         self._cache[image_id] = area
         self._cache_used += area
         if not shared:  # this client's own image (GLZ references): flagged here, not in the shared cache
-            img = cmd.image
-            return DrawCopy(cmd.rect, img[:9] + bytes((img[9] | images.CACHE_ME,)) + img[10:])
+            return DrawCopy(cmd.rect, images.with_cache_me(cmd.image))
         return p.cache_me(cmd)
 
     def stream_report(self, num_frames: int, num_drops: int, last_frame_delay: int) -> None:
@@ -898,8 +897,7 @@ class DisplayPipeline:
         key = (cmd.rect, "cache_me", cmd.image[:9])
         hit = self._encoded.get(key)
         if hit is None:
-            img = cmd.image
-            hit = self._encoded[key] = DrawCopy(cmd.rect, img[:9] + bytes((img[9] | images.CACHE_ME,)) + img[10:])
+            hit = self._encoded[key] = DrawCopy(cmd.rect, images.with_cache_me(cmd.image))
         return hit  # type: ignore[return-value]
 
     def from_cache(self, rect: Rect, image_id: int) -> DrawCopy:
