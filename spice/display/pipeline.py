@@ -41,7 +41,7 @@ from spice.display.commands import (
     StreamDestroy,
 )
 from spice.display.fills import FillRun
-from spice.display.region import CellGrid
+from spice.display.region import CellGrid, marked
 from spice.display.streams import MAX_STREAMS, VideoDetector, VideoStream, looks_photographic, overlap
 from spice.guests.base import CopyRect, Damage, Fill, Frame, Guest, GuestListener, Rect
 
@@ -57,7 +57,7 @@ STREAM_BIG_PIXELS = 640 * 480
 MAX_EXACT_RECTS = 32  # a damage-only frame with at most this many changed boxes is sent box by box
 #: frames that change at most this many pixels (a typed key) are written before video detection runs
 SMALL_FRAME_PIXELS = 4096
-SMALL_BAND_PIXELS = 4096  # bands this small are encoded with every lossless type; the smallest wins
+SMALL_BAND_PIXELS = 4096  # bands this small never get GLZ (references or a trial encode)
 GLZ_AFTER_BYTES = 2048  # bigger bands (spice-gtk): ZLIB_GLZ_RGB is tried when LZ4 needs more than this
 JPEG_MIN_PIXELS = 16384  # lossy clients get photographic pieces at least this big as JPEG
 JPEG_QUALITY = 80
@@ -174,7 +174,7 @@ class DisplayClient:
     @property
     def pending(self) -> bool:
         s = self._stream
-        return (self._full or bool(self._ctrl) or bool(self._cmds) or bool(self._dirty.any())
+        return (self._full or bool(self._ctrl) or bool(self._cmds) or marked(self._dirty)
                 or (s is not None and s.frame_serial > self._stream_serial))
 
     def take(self, max_bytes: int | None = None) -> list[DrawCommand]:
@@ -210,9 +210,9 @@ class DisplayClient:
         grid = p.grid
         jpeg = self.jpeg_allowed
         dirty = self._dirty
-        refresh_any = bool(self._refresh.any())
+        refresh_any = marked(self._refresh)
         bands: list[tuple[Rect, bool]] = []
-        if dirty.any():  # (few mask operations: a key's frame is on the key-to-pixel path)
+        if marked(dirty):  # (few mask operations: a key's frame is on the key-to-pixel path)
             refresh = dirty & self._refresh if refresh_any else None
             if refresh is not None and not refresh.any():
                 refresh = None
@@ -381,7 +381,7 @@ class DisplayClient:
 
     def _refresh_lossy(self, now: float) -> bool:
         """Schedule a lossless redraw of JPEG areas that stayed unchanged; True if some remain lossy."""
-        if not self._lossy.any():
+        if not marked(self._lossy):
             return False
         if now - self._lossy_since < self._pipeline.refresh_delay:
             return True
@@ -403,8 +403,8 @@ class DisplayClient:
             return
         p = self._pipeline
         grid = p.grid
-        dirty_any = bool(self._dirty.any())  # no dirty / lossy cells (a client that keeps up): skip mask work
-        lossy_any = bool(self._lossy.any())
+        dirty_any = marked(self._dirty)  # no dirty / lossy cells (a client that keeps up): skip mask work
+        lossy_any = marked(self._lossy)
         self._exact_ok = (not self._frames_pending and not self._cmds and not self._ctrl
                           and not dirty_any and events[-1][0] == "mask"
                           and all(ev[0] in ("fills", "copy") for ev in events[:-1]))
@@ -548,7 +548,7 @@ class DisplayPipeline:
         self._not_video: tuple[Rect, float] | None = None
         self._stream = None
         self._exact = None
-        self._drawn = self.grid.new_mask()
+        self._drawn: np.ndarray | None = self.grid.new_mask()  # cells drawn by the latest frame
         self._encoded.clear()
 
     def _on_resize(self, width: int, height: int) -> None:
@@ -574,7 +574,7 @@ class DisplayPipeline:
             after, self._after = self._after, []
             for fn in after:
                 fn()
-        if video is not None:  # a small frame: video detection after the consumers wrote it (key-to-pixel)
+        if video is not None:  # a small drawing: video detection after the consumers wrote it (key-to-pixel)
             before = self._stream
             self._video(*video)
             s = self._stream
@@ -583,7 +583,7 @@ class DisplayPipeline:
                     if c._stream is s:
                         c._notify()
 
-    def _handle_frame(self, frame: Frame) -> tuple[np.ndarray, int, float] | None:
+    def _handle_frame(self, frame: Frame) -> tuple[int, float] | None:
         """Absorb ``frame``; returns the arguments of a deferred :meth:`_video` call, if any."""
         fb = self.guest.framebuffer
         if self._stable and fb is not self._shot and fb.shape == self._shot.shape and fb.base is not None \
@@ -606,27 +606,38 @@ class DisplayPipeline:
         if self.streams and any(c.streams_allowed for c in self._clients):
             now = time.monotonic()
             s = self._stream
-            if s is not None and changed[s.cells].any():
+            if s is not None and (changed[s.cells].any() if changed is not None
+                                  else any(not r.intersect(s.rect).is_empty() for r in touched)):
                 s.frame_serial, s.frame_time, s.last_change = frame.serial, now, now
-            if sum(r.area for r in touched) <= SMALL_FRAME_PIXELS:
-                deferred = (changed, frame.serial, now)
+            if self._drawn is None:
+                pass  # pixels only moved: nothing for the video detector
+            elif sum(r.area for r in touched) <= SMALL_FRAME_PIXELS:
+                deferred = (frame.serial, now)
             else:
-                self._video(changed, frame.serial, now)
+                self._video(frame.serial, now)
         for c in list(self._clients):
             c._absorb(events)
             if c.pending:
                 c._notify()
         return deferred
 
-    def _events(self, frame: Frame, fb: np.ndarray) -> tuple[list[tuple], list[Rect], np.ndarray]:
+    def _events(self, frame: Frame, fb: np.ndarray) -> tuple[list[tuple], list[Rect], np.ndarray | None]:
         """Normalise a frame's ops (clipped) into absorb events, the rectangles it touched and the
-        mask of cells it changed."""
+        mask of cells it changed (None for a frame of copies alone: no cell masks for a typed key's echo)."""
         grid = self.grid
         touched: list[Rect] = []
         events: list[tuple] = []
+        self._exact = None
+        if all(isinstance(op, CopyRect) for op in frame.ops):
+            for op in frame.ops:
+                src, dest = self._clip_copy(op)
+                if not src.is_empty():
+                    events.append(("copy", src, dest))
+                    touched.append(dest)
+            self._drawn = None  # nothing drawn: moved pixels are no video
+            return events, touched, None
         changed = grid.new_mask()
         damage_only = all(isinstance(op, Damage) for op in frame.ops)
-        self._exact = None
         self._drawn = changed  # cells drawn (not just moved by a copy) in this frame
         if damage_only and self._stable:  # exact damage already (and no old pixels to refine against)
             exact = []
@@ -798,7 +809,8 @@ class DisplayPipeline:
             self._clients.remove(client)
 
     # -- video streams
-    def _video(self, changed: np.ndarray, serial: int, now: float) -> None:
+    def _video(self, serial: int, now: float) -> None:
+        """Feed the cells drawn by this frame to the video detector; start or end the stream."""
         hot = self._detector.update(self._drawn, now)
         s = self._stream
         if s is not None:
@@ -984,9 +996,6 @@ class DisplayPipeline:
         elif (auto and caps.force is None and rect.area > SMALL_BAND_PIXELS
                 and ImageType.ZLIB_GLZ_RGB in caps.types):
             candidates = (image_type, ImageType.ZLIB_GLZ_RGB)
-        elif (auto and rect.area <= SMALL_BAND_PIXELS and image_type == ImageType.LZ4
-                and ImageType.LZ_RGB in caps.types):
-            candidates = (ImageType.LZ4, ImageType.LZ_RGB)
         key = (rect, candidates)
         cmd = self._encoded.get(key)
         if cmd is not None:

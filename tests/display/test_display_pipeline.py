@@ -128,17 +128,23 @@ def test_lz4_only_for_clients_that_announce_it():
     assert types(with_lz4) == {ImageType.LZ4}
     assert types(web) == {ImageType.LZ4}
     assert types(html5) == {ImageType.LZ_RGB}
-    # small pieces: the smaller of LZ4 and LZ_RGB (both decodable by spice-gtk with the cap)
+    # small pieces: LZ4 (the high-compression coder at this size), LZ_RGB only where LZ4 cannot compress
+    from spice.display import images
     c = p.attach(caps(), lambda: None)
     c.take()
     g.damage(Rect(0, 0, 30, 20), "text")
     g.finish()
     with_lz4.take()
     small = [x for x in c.take() if isinstance(x, DrawCopy)]
-    assert small and all(x.image[8] in (ImageType.LZ4, ImageType.LZ_RGB) for x in small)
-    from spice.display import images
+    assert small and all(x.image[8] == ImageType.LZ4 for x in small)
     px = p.snapshot[small[0].rect.top:small[0].rect.bottom, small[0].rect.left:small[0].rect.right]
-    assert len(small[0].image) == min(len(images.encode_lz4(px)), len(images.encode_lz_rgb(px)))
+    assert small[0].image == images.encode_lz4(px, int.from_bytes(small[0].image[:8], "little"))
+    g.fb[40:60, 0:30, :3] = np.random.default_rng(1).integers(0, 256, (20, 30, 3), np.uint8)  # noise
+    g.damage(Rect(0, 40, 30, 60), "noise")
+    g.finish()
+    with_lz4.take()
+    noisy = [x for x in c.take() if isinstance(x, DrawCopy)]
+    assert noisy and all(x.image[8] == ImageType.LZ_RGB for x in noisy)
 
 
 def test_max_bytes_splits_a_take_and_the_rest_stays_pending():
@@ -244,6 +250,19 @@ def test_in_step_client_gets_the_exact_changed_box():
     rects = [x.rect for x in lagging.take()]
     assert Rect(16, 8, 32, 24) in rects or any(r.left <= 21 and r.right >= 30 for r in rects)
     assert all(r.left % 8 == 0 and r.top % 8 == 0 for r in rects)
+
+
+def test_marked_is_any_for_every_single_mark_and_for_none():
+    from spice.display.region import marked
+
+    for shape in ((96, 128), (1, 1), (3, 5)):
+        mask = np.zeros(shape, bool)
+        assert not marked(mask)
+        for i in range(mask.size):
+            one = mask.copy()
+            one.flat[i] = True
+            assert marked(one)
+            assert marked(one[:, ::-1]) and not marked(mask[:, ::-1])  # views too
 
 
 def test_cell_grid_rects_cover_exactly_the_marked_cells():
