@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from websockets.frames import Frame, Opcode
+from websockets.frames import Frame, Opcode, apply_mask
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
@@ -117,6 +117,15 @@ class WebSocketWriter:
         self._pending_len = 0
         if self._proto.state is not State.OPEN or self._raw.is_closing():
             return
+        if len(data) < 65536 and not self._proto.extensions:  # one frame, framed here: no per-frame objects
+            send_pending(self._proto, self._raw)  # (a PONG the protocol queued goes first)
+            if self._raw.is_closing():
+                return
+            head = bytes((0x82, len(data))) if len(data) < 126 else b"\x82\x7e" + len(data).to_bytes(2, "big")
+            self._raw.write(head + data)
+            self._stats.frames_out += 1
+            self._stats.bytes_out += len(data)
+            return
         for off in range(0, len(data), MAX_FRAME):
             chunk = data[off : off + MAX_FRAME]
             self._proto.send_binary(chunk)
@@ -135,16 +144,65 @@ def send_pending(proto: ServerProtocol, raw: asyncio.StreamWriter) -> None:
             raw.close()
 
 
+def _binary_payloads(data: bytes, max_size: int | None) -> list[bytes] | None:
+    """The payloads of ``data`` when it is nothing but whole, final, masked client binary frames under
+    64 KiB (a browser's key or ACK: one frame per ``send``), else None (the protocol object parses it)."""
+    payloads = []
+    pos, end = 0, len(data)
+    while pos < end:
+        if end - pos < 6 or data[pos] != 0x82 or not data[pos + 1] & 0x80:  # FIN+BINARY, masked
+            return None
+        size = data[pos + 1] & 0x7F
+        head = 6
+        if size == 126:
+            if end - pos < 8:
+                return None
+            size, head = int.from_bytes(data[pos + 2 : pos + 4], "big"), 8
+        elif size == 127:
+            return None
+        if (max_size is not None and size > max_size) or end - pos < head + size:
+            return None
+        payloads.append(apply_mask(data[pos + head : pos + head + size], data[pos + head - 4 : pos + head]))
+        pos += head + size
+    return payloads
+
+
+def _wire_size(frame: Frame) -> int:
+    n = len(frame.data)
+    return 6 + n + (0 if n < 126 else 2 if n < 65536 else 8)
+
+
+class _Inbound:
+    """Whether the protocol object's parser stands at a frame boundary (bytes fed == frames parsed), so
+    that whole frames may bypass it (:func:`_binary_payloads`)."""
+
+    unparsed = 0
+
+
 def _deliver(proto: ServerProtocol, data: bytes, raw_writer: asyncio.StreamWriter, stream: asyncio.StreamReader,
-             stats: WsStats) -> bool:
+             stats: WsStats, inbound: _Inbound | None = None) -> bool:
     """Parse received bytes and feed the payloads of binary frames to ``stream``; False once the
-    WebSocket is closing (or ``data`` is b"": end of stream)."""
+    WebSocket is closing (or ``data`` is b"": end of stream).  Whole binary frames at a frame boundary
+    skip the protocol object's generic parser (key-to-pixel latency); anything else goes through it."""
     if not data:
         proto.receive_eof()
         send_pending(proto, raw_writer)
         return False
+    if (inbound is not None and not inbound.unparsed and proto.state is State.OPEN and not proto.extensions
+            and proto.current_size is None):
+        payloads = _binary_payloads(data, proto.max_message_size)
+        if payloads is not None:
+            for payload in payloads:
+                if payload:
+                    stats.frames_in += 1
+                    stats.bytes_in += len(payload)
+                    stream.feed_data(payload)
+            return True
     proto.receive_data(data)
-    for event in proto.events_received():
+    events = proto.events_received()
+    if inbound is not None:
+        inbound.unparsed += len(data) - sum(_wire_size(e) for e in events if isinstance(e, Frame))
+    for event in events:
         if not isinstance(event, Frame):
             continue
         if event.opcode in (Opcode.BINARY, Opcode.CONT):
@@ -247,7 +305,8 @@ async def pump_inbound(
     ``initial`` holds bytes that arrived together with the HTTP upgrade request."""
     got_payload = False
     loop = asyncio.get_running_loop()
-    deliver = functools.partial(_deliver, proto, raw_writer=raw_writer, stream=stream, stats=stats)
+    deliver = functools.partial(_deliver, proto, raw_writer=raw_writer, stream=stream, stats=stats,
+                                inbound=_Inbound() if not proto.extensions else None)
     deadline = loop.time() + first_data_timeout
     try:
         while True:
