@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..base import Rect
-from .font import bgrx, fill_value, glyphs
+from .font import Box, bgrx, fill_value, glyphs
 from .surface import Surface, add_merged
 from .window import Window
 
@@ -198,37 +198,52 @@ class Desktop:
             win.invalidate(area)
 
     # -- copies inside a window (text drawn from cells already on screen)
-    def stale_rects(self, win: Window) -> list[Rect] | None:
-        """Window-local rects where the screen does not show ``win``'s buffer now (a window above, a
-        repaint pending); None when no part of ``win`` may be copied on screen (not shown, a move pending)."""
-        if win not in self.windows or self._moves_pending():
+    def copy_guard(self, win: Window) -> tuple[list[Box], list[Box]] | None:
+        """What limits copies inside ``win`` now, as window-local boxes: ``(stale, above)``, ``stale`` where
+        the screen does not show ``win``'s buffer (a window above, a repaint pending), ``above`` the
+        windows above it; None when no part of ``win`` may be copied on screen (not shown, a move pending)."""
+        windows, shown = self.windows, self._shown
+        if win not in windows:
             return None
+        for w in windows:
+            if (w.x, w.y) != shown.get(id(w)):
+                return None
         x, y = win.x, win.y
-        out = list(win.dirty)
-        out += [Rect(a.x - x, a.y - y, a.x + a.w - x, a.y + a.h - y) for a in self.windows[self.windows.index(win) + 1:]]
-        out += [e.translate(-x, -y) for e in self._exposed]
-        return out
+        above = [(a.x - x, a.y - y, a.x + a.w - x, a.y + a.h - y) for a in windows[windows.index(win) + 1:]]
+        stale = [(d.left, d.top, d.right, d.bottom) for d in win.dirty]
+        stale += [(e.left - x, e.top - y, e.right - x, e.bottom - y) for e in self._exposed]
+        return stale + above, above
 
-    def copy_in_window(self, win: Window, src: Rect, dx: int, dy: int, *, stale: list[Rect] | None = None) -> bool:
-        """Copy window-local ``src`` by ``(dx, dy)`` in ``win``'s buffer and, as a CopyRect, on screen.
+    def copy_in_window(self, win: Window, left: int, top: int, right: int, bottom: int, dx: int, dy: int,
+                       guard: tuple[list[Box], list[Box]] | None = None) -> bool:
+        """Copy the window-local box ``(left, top, right, bottom)`` by ``(dx, dy)`` in ``win``'s buffer and,
+        as a CopyRect, on screen.
 
         False (and nothing done) when the screen there is not up to date or not visible: the caller
-        draws the pixels instead.  ``stale``: :meth:`stale_rects` of ``win`` if the caller has it (copies
-        in a window leave it as it was)."""
-        if stale is None:
-            stale = self.stale_rects(win)
-        dest = src.translate(dx, dy)
-        w, h = win.w, win.h
-        if stale is None or src.is_empty() or not inside(src, w, h) or not inside(dest, w, h):
-            return False
-        screen = src.translate(win.x, win.y)
-        to = screen.translate(dx, dy)
-        sw, sh = self.bounds.right, self.bounds.bottom
-        if not inside(screen, sw, sh) or not inside(to, sw, sh) or self._obscured(win, to) or \
-                any(overlaps(s, src) for s in stale):
-            return False
-        win.buf[dest.top:dest.bottom, dest.left:dest.right] = win.buf[src.top:src.bottom, src.left:src.right]
-        self.surface.copy(screen, to.left, to.top)
+        draws the pixels instead.  ``guard``: :meth:`copy_guard` of ``win`` if the caller has it (copies
+        in a window leave it as it was).  Plain ints, no Rects: text drawing's hot path."""
+        if guard is None:
+            guard = self.copy_guard(win)
+            if guard is None:
+                return False
+        h, w = win.buf.shape[:2]
+        dl, dt, dr, db = left + dx, top + dy, right + dx, bottom + dy
+        x, y = win.x, win.y
+        lo_x, hi_x = (left, dr) if dx >= 0 else (dl, right)  # the box around source and destination
+        lo_y, hi_y = (top, db) if dy >= 0 else (dt, bottom)
+        if left >= right or top >= bottom or lo_x < 0 or lo_y < 0 or hi_x > w or hi_y > h or lo_x + x < 0 \
+                or lo_y + y < 0 or hi_x + x > self.bounds.right or hi_y + y > self.bounds.bottom:
+            return False  # empty, or not inside the window and the screen
+        stale, above = guard
+        for a0, a1, a2, a3 in above:  # the destination must be visible
+            if a0 < dr and dl < a2 and a1 < db and dt < a3 and a0 < a2 and a1 < a3:
+                return False
+        for s0, s1, s2, s3 in stale:  # the source must be up to date on screen
+            if s0 < right and left < s2 and s1 < bottom and top < s3 and s0 < s2 and s1 < s3:
+                return False
+        buf = win.buf
+        buf[dt:db, dl:dr] = buf[top:bottom, left:right]
+        self.surface.copy(Rect(left + x, top + y, right + x, bottom + y), dl + x, dt + y)
         self.schedule()
         return True
 

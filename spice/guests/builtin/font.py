@@ -10,6 +10,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..base import Rect
 
+Box = tuple[int, int, int, int]  # left, top, right, bottom
+
 FONT_PATH = Path(__file__).with_name("fonts") / "DejaVuSansMono.ttf"
 #: anti-aliasing in this many coverage levels (0, 1/3, 2/3, full): on screen it looks like full
 #: smoothing, but a line of text compresses to half the bytes (remote desktops reduce font smoothing
@@ -84,6 +86,27 @@ _PRIVATE = 0xF0000  # supplementary private use area: codes of cells in non-defa
 _PRIVATE_CHAR = chr(_PRIVATE)
 
 
+def _changed_span(a: str, b: str) -> tuple[int, int]:
+    """``(first, last + 1)`` of the indices where equal-length, unequal ``a`` and ``b`` differ (binary
+    searches on slices: a few C compares instead of a Python loop over every cell)."""
+    lo, hi = 0, len(a)
+    while lo < hi:
+        m = (lo + hi) >> 1
+        if a[lo:m + 1] == b[lo:m + 1]:
+            lo = m + 1
+        else:
+            hi = m
+    first = lo
+    lo, hi = first + 1, len(a)
+    while lo < hi:
+        m = (lo + hi) >> 1
+        if a[m:] == b[m:]:
+            hi = m
+        else:
+            lo = m + 1
+    return first, lo
+
+
 def _longest(screen: str, target: str) -> tuple[int, int]:
     """Longest prefix of ``target`` found in ``screen``: (length, position), (0, -1) if none."""
     pos = screen.find(target[0])
@@ -141,6 +164,8 @@ class TextGrid:
 
     def _pixels(self, codes: str) -> np.ndarray:
         f, cells = self.font, self._cells
+        if len(codes) == 1:
+            return f.cell(*cells[codes]) if codes in cells else f.cell(codes, self.fg, self.bg)
         return np.concatenate([f.cell(*cells[c]) if c in cells else f.cell(c, self.fg, self.bg) for c in codes],
                               axis=1)
 
@@ -159,19 +184,23 @@ class TextGrid:
         cw, ch = self.font.cell_w, self.font.cell_h
         return Rect(self.left + col * cw, self.top + row * ch, self.left + (col + n) * cw, self.top + (row + 1) * ch)
 
-    def _screen(self, stale: list[Rect] | None) -> str | None:
+    def _screen(self, stale: list[Box]) -> str:
         """The rows as one string (rows joined by UNKNOWN), cells not copyable on screen (``stale``,
-        window-local; None: none) masked."""
-        if stale is None:
-            return None
+        window-local boxes) masked."""
         rows = self.rows
         cw, ch = self.font.cell_w, self.font.cell_h
-        masked: dict[int, list[str]] = {}
-        for s in stale:
-            r0, r1 = max(0, (s.top - self.top) // ch), min(len(rows), -(-(s.bottom - self.top) // ch))
-            c0, c1 = max(0, (s.left - self.left) // cw), min(self.cols, -(-(s.right - self.left) // cw))
+        left, top = self.left, self.top
+        masked: dict[int, list[str]] | None = None
+        right, bottom = left + self.cols * cw, top + len(rows) * ch
+        for x0, y0, x1, y1 in stale:
+            if x0 >= right or x1 <= left or y0 >= bottom or y1 <= top:
+                continue  # clear of the grid
+            r0, r1 = max(0, (y0 - top) // ch), min(len(rows), -(-(y1 - top) // ch))
+            c0, c1 = max(0, (x0 - left) // cw), min(self.cols, -(-(x1 - left) // cw))
             if r0 >= r1 or c0 >= c1:
                 continue
+            if masked is None:
+                masked = {}
             for r in range(r0, r1):
                 m = masked.setdefault(r, list(rows[r]))
                 m[c0:c1] = UNKNOWN * (c1 - c0)
@@ -184,67 +213,70 @@ class TextGrid:
         have = self.rows[row]
         if want == have:
             return
-        diff = [c for c in range(self.cols) if want[c] != have[c]]
-        lo, hi = diff[0], diff[-1] + 1
-        desktop = self.win.desktop
-        stale = desktop.stale_rects(self.win) if desktop is not None else None  # copies do not change it
-        screen = self._screen(stale)
-        plan: list[tuple[int, int, int, int]] = []  # (dest col, length, src row, src col)
+        lo, hi = _changed_span(have, want)
+        win = self.win
+        desktop = win.desktop
+        guard = desktop.copy_guard(win) if desktop is not None else None  # copies do not change it
         rest: list[int] = []
-        i = lo
-        width = self.cols + 1
-        while i < hi and screen is not None:
-            if want[i] == have[i]:
-                i += 1
-                continue
-            n, pos = _longest(screen, want[i:hi])
-            if n:
-                plan.append((i, n, pos // width, pos % width))
-                i += n
-            else:
-                rest.append(i)
-                i += 1
-        if screen is None:
-            rest = diff
-        cells = list(have)
-        for dc, n, sr, sc in self._ordered(plan, row, rest):
-            src = self.cell_rect(sr, sc, n)
-            if desktop.copy_in_window(self.win, src, (dc - sc) * self.font.cell_w,
-                                      (row - sr) * self.font.cell_h, stale=stale):
-                cells[dc:dc + n] = want[dc:dc + n]
-                self.copies += n
-            else:
-                rest.extend(c for c in range(dc, dc + n) if want[c] != have[c])
-        rest = sorted({c for c in rest if cells[c] != want[c]})
+        if guard is None:
+            rest = [c for c in range(lo, hi) if want[c] != have[c]]
+        else:
+            screen = self._screen(guard[0])
+            plan: list[tuple[int, int, int, int]] = []  # (dest col, length, src row, src col)
+            i = lo
+            width = self.cols + 1
+            while i < hi:
+                if want[i] == have[i]:
+                    i += 1
+                    continue
+                n, pos = _longest(screen, want[i:hi])
+                if n:
+                    plan.append((i, n, pos // width, pos % width))
+                    i += n
+                else:
+                    rest.append(i)
+                    i += 1
+            cw, ch = self.font.cell_w, self.font.cell_h
+            left, top = self.left, self.top
+            for dc, n, sr, sc in self._ordered(plan, row, rest) if len(plan) > 1 else plan:
+                x0, y0 = left + sc * cw, top + sr * ch
+                if desktop.copy_in_window(win, x0, y0, x0 + n * cw, y0 + ch, (dc - sc) * cw, (row - sr) * ch, guard):
+                    self.copies += n
+                else:
+                    rest.extend(range(dc, dc + n))
+        if rest:
+            self._blit_cells(row, sorted({c for c in rest if want[c] != have[c]}), want)
+        self.rows[row] = want
+
+    def _blit_cells(self, row: int, cols: list[int], want: str) -> None:
+        """Draw cells ``cols`` (ascending) of ``row`` as pixels: one blit per run of adjacent cells."""
         start = 0
-        for k in range(1, len(rest) + 1):  # one blit per run of adjacent cells
-            if k == len(rest) or rest[k] != rest[k - 1] + 1:
-                c0, c1 = rest[start], rest[k - 1] + 1
+        for k in range(1, len(cols) + 1):
+            if k == len(cols) or cols[k] != cols[k - 1] + 1:
+                c0, c1 = cols[start], cols[k - 1] + 1
                 r = self.cell_rect(row, c0)
                 self.win.blit_local(r.left, r.top, self._pixels(want[c0:c1]))
-                cells[c0:c1] = want[c0:c1]
                 self.drawn += c1 - c0
                 start = k
-        self.rows[row] = "".join(cells)
 
     @staticmethod
     def _ordered(plan: list[tuple[int, int, int, int]], row: int,
                  rest: list[int]) -> list[tuple[int, int, int, int]]:
         """``plan`` in an order where no copy reads cells an earlier one wrote; copies caught in a
         cycle are dropped (their cells go to ``rest``)."""
+        if all(sr != row for _, _, sr, _ in plan):
+            return plan  # no copy reads this row: none can read what another writes
         out: list[tuple[int, int, int, int]] = []
         todo = list(plan)
-
-        def blocked(k: int) -> bool:  # another pending copy still reads a cell this one writes
-            dc, n = todo[k][0], todo[k][1]
-            return any(j != k and sr == row and sc < dc + n and dc < sc + m
-                       for j, (_, m, sr, sc) in enumerate(todo))
-
         while todo:
-            k = next((k for k in range(len(todo)) if not blocked(k)), None)
-            if k is None:
+            for k, (dc, n, _, _) in enumerate(todo):  # the first copy no other pending copy reads from
+                for j, (_, m, sr, sc) in enumerate(todo):
+                    if j != k and sr == row and sc < dc + n and dc < sc + m:
+                        break
+                else:
+                    out.append(todo.pop(k))
+                    break
+            else:  # a cycle
                 dc, n, _, _ = todo.pop(0)
                 rest.extend(range(dc, dc + n))
-            else:
-                out.append(todo.pop(k))
         return out

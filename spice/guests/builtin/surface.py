@@ -161,18 +161,18 @@ class Surface:
     def copy(self, src: Rect, dest_x: int, dest_y: int, pixels: np.ndarray | None = None) -> None:
         """Copy ``src`` to top-left ``(dest_x, dest_y)``; both must lie inside the screen.  ``pixels``: the
         caller's copy of what ``src`` shows now, written instead (one pass, no overlap temporary)."""
-        dest = src.translate(dest_x - src.left, dest_y - src.top)
-        if src.is_empty() or (dest_x, dest_y) == (src.left, src.top):
+        left, top, right, bottom = src.left, src.top, src.right, src.bottom
+        dx, dy = dest_x - left, dest_y - top
+        if right <= left or bottom <= top or (dx == 0 and dy == 0):
             return
         w, h = self.bounds.right, self.bounds.bottom
-        if (src.left < 0 or src.top < 0 or src.right > w or src.bottom > h
-                or dest.left < 0 or dest.top < 0 or dest.right > w or dest.bottom > h):
-            raise ValueError(f"copy {src} -> {dest} leaves the screen")
+        if min(left, top, dest_x, dest_y) < 0 or max(right, right + dx) > w or max(bottom, bottom + dy) > h:
+            raise ValueError(f"copy {src} -> {src.translate(dx, dy)} leaves the screen")
         self._ops.append(CopyRect(src, dest_x, dest_y))
         if self.hold:  # (``pixels`` may be a view that changes before the copy is applied: not kept)
-            self._held.append(("copy", src, dest_x - src.left, dest_y - src.top, None))
+            self._held.append(("copy", src, dx, dy, None))
         else:
-            self._copy(src, dest_x - src.left, dest_y - src.top, pixels)
+            self._copy(src, dx, dy, pixels)
 
     def _copy(self, src: Rect, dx: int, dy: int, pixels: np.ndarray | None = None) -> None:
         if pixels is None:
@@ -184,7 +184,7 @@ class Surface:
                 self.fb = slid
         else:
             self.fb[src.top + dy:src.bottom + dy, src.left + dx:src.right + dx] = pixels
-        for d in list(self._damage):
+        for d in list(self._damage) if self._damage else ():
             moved = d.intersect(src)
             if not moved.is_empty():
                 self._add_damage(moved.translate(dx, dy))

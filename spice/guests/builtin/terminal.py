@@ -50,6 +50,10 @@ class Terminal(Window):
         self.grid = TextGrid(self, self.area.left, self.area.top, self.cols, self.rows, TERM_FG, TERM_BG)
         self._shown_top: int | None = None
         self._drawn: list[tuple[str | None, int, str | None]] = [(None, -1, None)] * self.rows
+        # what the last sync saw: (top, base, committed lines, offset), the grid's rows, live rows
+        self._synced: tuple[int, int, int, int] | None = None
+        self._synced_rows: list[str] = []
+        self._synced_live = 0
 
     # -- what is on the terminal
     @property
@@ -76,12 +80,20 @@ class Terminal(Window):
         return self._wrap(text + (" " if cur == len(text) and len(text) % self.cols == 0 and text else "")), cur
 
     def _layout(self) -> tuple[list[str], int, tuple[int, int]]:
+        """``(rows, top row, cursor (row, col))``: all rows (committed, then the live rows)."""
+        committed, live, top, cursor = self._view()
+        return committed + live, top, cursor
+
+    def _view(self) -> tuple[list[str], list[str], int, tuple[int, int]]:
+        """:meth:`_layout` with the rows as ``(committed, live rows)``, not concatenated (the scrollback is
+        long; a frame reads about one row of it)."""
         live, cur = self._live_rows()
-        rows = self.committed + live
-        self.offset = max(0, min(self.offset, len(rows) - self.rows))
-        top = max(0, len(rows) - self.rows - self.offset)
-        cur_row = len(self.committed) + cur // self.cols
-        return rows, top, (cur_row, cur % self.cols)
+        committed = self.committed
+        n = len(committed) + len(live)
+        self.offset = max(0, min(self.offset, n - self.rows))
+        top = max(0, n - self.rows - self.offset)
+        cur_row = len(committed) + cur // self.cols
+        return committed, live, top, (cur_row, cur % self.cols)
 
     # -- output
     def write_line(self, text: str = "") -> None:
@@ -204,25 +216,36 @@ class Terminal(Window):
         return "ibeam" if a.left <= x < a.right and a.top <= y < a.bottom else "arrow"
 
     def sync(self) -> None:
-        rows, top, (cur_row, cur_col) = self._layout()
+        committed, live, top, (cur_row, cur_col) = self._view()
+        nc = len(committed)
         abs_top = self.base + top
-        if self._shown_top is not None and abs_top != self._shown_top:
-            delta = abs_top - self._shown_top
-            if abs(delta) < self.rows and self.desktop is not None:
-                band = Rect(0, self.area.top, self.w, self.area.bottom)  # whole rows: border, padding are plain
-                self.desktop.scroll_window(self, band, -delta * self.font.cell_h)
-                self.grid.scroll(delta)
-                self._drawn = self._drawn[delta:] + self._drawn[:delta]  # (rows' records move with the rows)
-        self._shown_top = abs_top
-        grid, cols = self.grid, self.cols
-        order = list(range(self.rows))
-        if 0 <= cur_row - top < self.rows:  # the cursor row first: the old cursor cell is a source for it
-            order.insert(0, order.pop(cur_row - top))
+        grid = self.grid
+        state = (abs_top, self.base, nc, self.offset)
+        if state == self._synced and grid.rows == self._synced_rows:
+            # only the live line changed: its rows (as drawn and as now) are all that may differ
+            first = max(0, nc - top)
+            candidates = range(first, min(self.rows, nc + max(len(live), self._synced_live) - top))
+        else:
+            if self._shown_top is not None and abs_top != self._shown_top:
+                delta = abs_top - self._shown_top
+                if abs(delta) < self.rows and self.desktop is not None:
+                    band = Rect(0, self.area.top, self.w, self.area.bottom)  # whole rows: border, padding are plain
+                    self.desktop.scroll_window(self, band, -delta * self.font.cell_h)
+                    grid.scroll(delta)
+                    self._drawn = self._drawn[delta:] + self._drawn[:delta]  # (rows' records move with the rows)
+            self._shown_top = abs_top
+            candidates = range(self.rows)
+        order = list(candidates)
+        if cur_row - top in candidates:  # the cursor row first: the old cursor cell is a source for it
+            order.remove(cur_row - top)
+            order.insert(0, cur_row - top)
+        cols = self.cols
         drawn, shown = self._drawn, grid.rows
+        show_cursor = self.offset == 0
         for r in order:
             i = top + r
-            line = rows[i] if i < len(rows) else None
-            cursor = cur_col if i == cur_row and self.offset == 0 else -1
+            line = committed[i] if i < nc else live[i - nc] if i - nc < len(live) else None
+            cursor = cur_col if i == cur_row and show_cursor else -1
             done_line, done_cursor, done_cells = drawn[r]
             if shown[r] is done_cells and cursor == done_cursor and line == done_line:
                 continue  # same model, and the grid row still holds what was drawn for it
@@ -232,3 +255,4 @@ class Terminal(Window):
                 text = text[:cursor] + grid.code(raw[cursor], TERM_BG, TERM_FG) + text[cursor + 1:]
             grid.draw(r, text)
             drawn[r] = (line, cursor, shown[r])
+        self._synced, self._synced_rows, self._synced_live = state, list(grid.rows), len(live)
