@@ -45,11 +45,7 @@ export class Channel {
         this.bytesIn += ev.data.byteLength;
         this.client.countBytes(ev.data.byteLength);
         this.queue.push(ev.data);
-        this._pump().catch((err) => {
-          console.error(`channel ${this.type}: ${err.message}`);
-          this._fail(err);
-          if (this.ws) this.ws.close(); // protocol error: drop the socket (the client reconnects)
-        });
+        this._pumpOrDrop();
       };
       ws.onerror = () => this._fail(new Error("websocket error"));
       ws.onclose = (ev) => {
@@ -69,7 +65,18 @@ export class Channel {
     }
   }
 
-  async _pump() {
+  // Parse what arrived and handle it in this task (no promise hop between a message and its drawing).
+  _pumpOrDrop() {
+    try {
+      this._pump();
+    } catch (err) {
+      console.error(`channel ${this.type}: ${err.message}`);
+      this._fail(err);
+      if (this.ws) this.ws.close(); // protocol error: drop the socket (the client reconnects)
+    }
+  }
+
+  _pump() {
     const q = this.queue;
     for (;;) {
       if (this.state === "header") {
@@ -82,9 +89,14 @@ export class Channel {
         if (reply.error) throw new LinkError(reply.error);
         this.serverCaps = { common: reply.commonCaps, channel: reply.channelCaps };
         this.state = "ticket";
-        const ticket = await buildTicket(reply.pubKey, this._password);
-        this.ws.send(ticket);
-        this.state = "result";
+        const ws = this.ws;
+        buildTicket(reply.pubKey, this._password).then((ticket) => {
+          if (this.ws !== ws || this.state !== "ticket") return;
+          ws.send(ticket);
+          this.state = "result";
+          this._pumpOrDrop(); // the result may have arrived meanwhile
+        }, (err) => { this._fail(err); ws.close(); });
+        return;
       } else if (this.state === "ticket") {
         return; // waiting for the encryption above
       } else if (this.state === "result") {
@@ -103,42 +115,60 @@ export class Channel {
         this.onOpen();
         if (linked) linked.resolve(this);
       } else if (this.state === "open") {
-        if (q.length < 6) return;
-        const head = new Reader(q.peekBytes(6));
-        const type = head.u16(), size = head.u32();
-        if (size > 64 * 1024 * 1024) throw new Error(`message too large (${size})`);
-        if (q.length < 6 + size) return;
-        q.take(6);
-        const body = size ? q.take(size) : new Uint8Array(0);
-        this.messages.push([type, body]);
+        // every whole message first, then handle them as one batch (one present for all of them)
+        while (q.length >= 6) {
+          const h = q.peekBytes(6);
+          const type = h[0] | (h[1] << 8), size = (h[2] | (h[3] << 8) | (h[4] << 16) | (h[5] << 24)) >>> 0;
+          if (size > 64 * 1024 * 1024) throw new Error(`message too large (${size})`);
+          if (q.length < 6 + size) break;
+          q.take(6);
+          this.messages.push([type, size ? q.take(size) : new Uint8Array(0)]);
+        }
         this._process();
+        return;
       } else {
         return;
       }
     }
   }
 
-  async _process() {
+  // Handle queued messages in order, synchronously; a handler that returns a promise (a JPEG decode)
+  // holds the rest back until it settles.  The batch ends (onBatchEnd: present) when the queue is empty.
+  _process() {
     if (this.processing) return;
     this.processing = true;
-    try {
-      while (this.messages.length && this.state === "open") {
-        const [type, body] = this.messages.shift();
-        try {
-          const r = this._dispatch(type, body);
-          if (r && typeof r.then === "function") await r;
-        } catch (err) {
-          console.error(`channel ${this.type}: message ${type}:`, err);
-        }
-        if (type !== MSG_SET_ACK && this.ackWindow && --this.ackLeft <= 0) {
-          this.ackLeft = this.ackWindow;
-          this.send(MSGC_ACK, new Uint8Array(0));
-        }
+    while (this.messages.length && this.state === "open") {
+      const [type, body] = this.messages.shift();
+      let r;
+      try {
+        r = this._dispatch(type, body);
+      } catch (err) {
+        console.error(`channel ${this.type}: message ${type}:`, err);
       }
-    } finally {
-      this.processing = false;
+      if (r && typeof r.then === "function") {
+        r.catch((err) => console.error(`channel ${this.type}: message ${type}:`, err)).then(() => {
+          this._acknowledge(type);
+          this.processing = false;
+          this._process();
+        });
+        return;
+      }
+      this._acknowledge(type);
     }
-    if (this.state === "open") this.onBatchEnd();
+    this.processing = false;
+    if (this.state !== "open") return;
+    try {
+      this.onBatchEnd();
+    } catch (err) {
+      console.error(`channel ${this.type}: end of batch:`, err);
+    }
+  }
+
+  _acknowledge(type) {
+    if (type !== MSG_SET_ACK && this.ackWindow && --this.ackLeft <= 0) {
+      this.ackLeft = this.ackWindow;
+      this.send(MSGC_ACK, new Uint8Array(0));
+    }
   }
 
   _dispatch(type, body) {
