@@ -34,6 +34,9 @@ class Channel:
     #: (spice-server does this on display/cursor only; spice-gtk, spice-html5, our web client and
     #: our own client answer SET_ACK on any channel, so we bound every channel the same way.)
     flow_control: ClassVar[bool] = True
+    #: PING every ``ping_interval`` for a round-trip figure (main only: one per session is enough, and
+    #: an idle server then wakes for no other channel's timer)
+    pings: ClassVar[bool] = False
     #: largest client message body accepted
     max_message: ClassVar[int] = 64 * 1024
     #: client message types this channel knows (base messages are handled by the protocol);

@@ -149,9 +149,7 @@ class DisplayChannel(Channel):
                 self.produce()
                 if proto.queued == before:
                     break
-            data = proto.data_to_send()
-            if data:
-                conn.writer.write(data)  # the connection's writer: WebSocket framing, TLS
+            if conn.write_out():
                 flush = getattr(conn.writer, "flush", None)
                 if flush is not None:  # WebSocket: frame and send now, not on the next loop turn
                     flush()

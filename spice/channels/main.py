@@ -21,6 +21,7 @@ class MainChannel(Channel):
     channel_type = ChannelType.MAIN
     name = "main"
     max_message = 64 * 1024
+    pings = True
     known_messages = frozenset(MainMsgc)
 
     @classmethod

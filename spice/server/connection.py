@@ -201,7 +201,7 @@ class ChannelConnection:
         if disconnecting is not None and self.channel is not None and not abort:
             with contextlib.suppress(Exception):
                 self.protocol.disconnecting(disconnecting)
-                self.writer.write(self.protocol.data_to_send(ignore_window=True))
+                self.write_out(ignore_window=True)
         self._wake.set()
         self._ended.set()
         with contextlib.suppress(Exception):
@@ -426,13 +426,11 @@ class ChannelConnection:
         assert channel is not None
         proto = self.protocol
         loop = asyncio.get_running_loop()
-        next_ping = time.monotonic() + cfg.ping_interval if cfg.ping_interval else None
+        next_ping = time.monotonic() + cfg.ping_interval if cfg.ping_interval and channel.pings else None
         try:
             while not self._closing:
                 self._pump(channel, proto)
-                data = proto.data_to_send()
-                if data:
-                    self.writer.write(data)
+                if self.write_out():
                     self._count()
                     if self._sent_all():
                         continue  # all in the kernel's buffer: drain() would return at once
@@ -479,6 +477,24 @@ class ChannelConnection:
         except Exception:
             log.exception("%s: channel failed", self.name)
             self.close("internal error")
+
+    def write_out(self, ignore_window: bool = False) -> bool:
+        """Write the messages the ACK window allows; False if there were none.
+
+        Over TLS every message goes in its own TLS record (one write each): spice-gtk reads one message
+        per readable socket, so a second message decrypted along with the first waits inside its TLS
+        layer until the next packet arrives (the first screen stayed blank until a PING)."""
+        if self.transport == "tls":
+            msgs = self.protocol.messages_to_send(ignore_window)
+            if not msgs:
+                return False
+            self.writer.writelines(msgs)
+            return True
+        data = self.protocol.data_to_send(ignore_window)
+        if not data:
+            return False
+        self.writer.write(data)  # the connection's writer: WebSocket framing, TLS
+        return True
 
     def _sent_all(self) -> bool:
         """True when a plain TCP writer holds nothing back (everything written went to the kernel)."""

@@ -189,6 +189,19 @@ def test_ack_window_and_ping_between_server_and_client():
     assert pongs and pongs[0].id == pid and pongs[0].rtt >= 0
 
 
+def test_messages_to_send_gives_one_buffer_per_message_within_the_window():
+    srv = ChannelProtocol(True, server=True)
+    srv.set_ack(2)
+    for i in range(8):
+        srv.send_parts(300, [b"a" * i, b"b"]) if i % 2 else srv.send(300, b"c" * i)
+    msgs = srv.messages_to_send()
+    assert len(msgs) == 2 * 2 + 1 and srv.queued == 9 - 5  # SET_ACK + 4 messages: the window's room
+    cli = ChannelProtocol(True, server=False)
+    got = [cli.receive_data(m) for m in msgs]
+    assert [len(g) for g in got] == [0, 1, 1, 1, 1]  # each buffer is exactly one message (SET_ACK: protocol)
+    assert [g[0].body for g in got[1:]] == [b"", b"ab", b"cc", b"aaab"]
+
+
 def test_old_generation_acks_ignored():
     srv = ChannelProtocol(True)
     srv.set_ack(2)
