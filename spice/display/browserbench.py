@@ -73,35 +73,64 @@ def html5_site():
 async def key_latency(url: str, canvas_selector: str, seconds: float, interval: float = 0.15,
                       warmup: float = 3.0) -> dict:
     """Open ``url``, wait for ``canvas_selector`` and ``warmup`` s, press keys for ``seconds``."""
+    return (await key_latency_turns([(url, canvas_selector)], seconds, interval, warmup))[0]
+
+
+async def key_latency_turns(targets: list[tuple[str, str]], seconds: float, interval: float = 0.15,
+                            warmup: float = 3.0) -> list[dict]:
+    """Open every ``(url, canvas_selector)`` in its own context of one Chromium, then press keys on them
+    in turns (one key each per round, ``seconds`` of keys each): clients compared this way share the
+    machine's load moment by moment instead of each getting its own stretch of it."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
-            await ctx.add_init_script(HOOK_JS)
-            page = await ctx.new_page()
-            page.on("dialog", lambda d: asyncio.ensure_future(d.dismiss()))
-            await page.goto(url)
-            await page.wait_for_selector(canvas_selector, timeout=30_000)
+            pages = []
+            for url, selector in targets:
+                ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
+                await ctx.add_init_script(HOOK_JS)
+                page = await ctx.new_page()
+                page.on("dialog", lambda d: asyncio.ensure_future(d.dismiss()))
+                await page.goto(url)
+                await page.wait_for_selector(selector, timeout=30_000)
+                pages.append((page, selector))
             await asyncio.sleep(warmup)
-            await page.focus(canvas_selector)
-            await page.evaluate("() => { window.__lat = []; window.__t0 = null; }")
-            misses = 0
+            for page, selector in pages:
+                await page.focus(selector)
+                await page.evaluate("() => { window.__lat = []; window.__t0 = null; }")
+            misses = [0] * len(pages)
             loop = asyncio.get_running_loop()
-            end = loop.time() + seconds
+            end = loop.time() + seconds * len(pages)
             while loop.time() < end:
-                await page.keyboard.down("a")
-                await asyncio.sleep(interval / 2)
-                await page.keyboard.up("a")
-                await asyncio.sleep(interval / 2)
-                if await page.evaluate("() => window.__t0 !== null"):
-                    misses += 1
-                    await page.evaluate("() => { window.__t0 = null; }")
-            lat = await page.evaluate("() => window.__lat")
-            return {"latency_ms": lat, "key_misses": misses, "errors": []}
+                for i, (page, _) in enumerate(pages):
+                    await page.keyboard.down("a")
+                    await asyncio.sleep(interval / 2)
+                    await page.keyboard.up("a")
+                    await asyncio.sleep(interval / 2)
+                    if await page.evaluate("() => window.__t0 !== null"):
+                        misses[i] += 1
+                        await page.evaluate("() => { window.__t0 = null; }")
+            return [{"latency_ms": await page.evaluate("() => window.__lat"), "key_misses": m, "errors": []}
+                    for (page, _), m in zip(pages, misses, strict=True)]
         finally:
             await browser.close()
+
+
+def html5_url(site: str, port: int) -> str:
+    return f"{site}/spice_auto.html?host=127.0.0.1&port={port}&path=spice"
+
+
+async def in_turns(ours_port: int, xspice_port: int, seconds: float) -> tuple[dict, dict]:
+    """Our web client on aiospice and spice-html5 on Xspice, keys pressed on each in turn."""
+    if not os.path.exists(os.path.join(HTML5_DIR, "spice_auto.html")):
+        err = {"errors": ["spice-html5 not installed"]}
+        return err, err
+    with html5_site() as site:
+        ours_r, html5_r = await key_latency_turns(
+            [(f"http://127.0.0.1:{ours_port}/", "#display"), (html5_url(site, xspice_port), "#spice_surface_0")],
+            seconds)
+    return ours_r, html5_r
 
 
 async def ours(port: int, seconds: float) -> dict:
@@ -114,5 +143,4 @@ async def html5(port: int, seconds: float) -> dict:
     if not os.path.exists(os.path.join(HTML5_DIR, "spice_auto.html")):
         return {"errors": ["spice-html5 not installed"]}
     with html5_site() as site:
-        return await key_latency(f"{site}/spice_auto.html?host=127.0.0.1&port={port}&path=spice",
-                                 "#spice_surface_0", seconds)
+        return await key_latency(html5_url(site, port), "#spice_surface_0", seconds)

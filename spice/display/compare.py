@@ -14,7 +14,8 @@ for ``--seconds``:
   framebuffer, p50 / p99 (aiospice's built-in terminal vs an X window that draws each key press).
 
 * ``--browser`` adds ``echo-browser``: the same key latency in headless Chromium, our web client on
-  aiospice against spice-html5 on Xspice (:mod:`spice.display.browserbench`).
+  aiospice against spice-html5 on Xspice (:mod:`spice.display.browserbench`), both servers up at once
+  and the keys going to each client in turns (the same machine load for both).
 
     aiospice bench compare [--seconds 10] [--size 1024x768] [--workloads a,b,...] [--streaming on|off]
                            [--ours-streaming mjpeg|lossy|off] [--browser]
@@ -86,6 +87,33 @@ async def _browser(fn, port: int, seconds: float, sample) -> dict:
     return r
 
 
+async def browser_in_turns(width: int, height: int, seconds: float, streaming: str = "on",
+                           ours_streaming: str | None = None) -> tuple[dict, dict]:
+    """The ``echo-browser`` row with both servers up at once: keys go to our web client on aiospice and
+    to spice-html5 on Xspice in turns (``browserbench.in_turns``), so both see the same machine load;
+    each server's CPU is sampled over the whole (shared) window."""
+    from spice.display import browserbench
+
+    async def on_xspice(xport: int, xsample) -> dict:
+        async def on_ours(oport: int, osample) -> dict:
+            cpu0, t0 = (osample()[0], xsample()[0]), time.monotonic()
+            try:
+                ours, html5 = await asyncio.wait_for(browserbench.in_turns(oport, xport, seconds), 2 * seconds + 90)
+            except Exception as err:  # playwright / browser failures are reported in the table
+                ours = html5 = {"errors": [f"browser: {type(err).__name__}: {err}"[:200]]}
+            took = time.monotonic() - t0
+            for r, cpu in ((ours, osample()[0] - cpu0[0]), (html5, xsample()[0] - cpu0[1])):
+                r.update(cpu=cpu, seconds=took, bytes={}, frames=0)
+            result["html5"] = html5
+            return ours
+
+        return await measure_ours("echo", width, height, seconds, ours_streaming or streaming, browser=on_ours)
+
+    result: dict = {}
+    x = await measure_xspice("echo", width, height, seconds, streaming, browser=on_xspice)
+    return x, result.get("html5", x)  # (a server that did not start: its error for both)
+
+
 async def measure_ours(workload: str, width: int, height: int, seconds: float, streaming: str = "on",
                        warmup: float = 1.5, browser: bool = False) -> dict:
     """``aiospice serve`` in its own process, measured by the probe viewer."""
@@ -103,6 +131,8 @@ async def measure_ours(workload: str, width: int, height: int, seconds: float, s
             err = (await proc.stderr.read()).decode(errors="replace")[-300:] if proc.returncode is not None else ""
             return {"errors": [f"aiospice did not listen {err}".strip()]}
         sample = lambda: (wirebench.proc_cpu(proc.pid), 0)  # noqa: E731
+        if callable(browser):  # (the browser row in turns: this server stays up while it runs)
+            return await browser(port, sample)
         if browser:
             from spice.display import browserbench
 
@@ -146,6 +176,8 @@ async def measure_xspice(workload: str, width: int, height: int, seconds: float,
                 cpu += wirebench.proc_cpu(work.pid)
             return cpu, 0
 
+        if callable(browser):
+            return await browser(port, sample)
         if browser:
             from spice.display import browserbench
 
@@ -221,6 +253,15 @@ async def compare(workloads: list[str], width: int, height: int, seconds: float,
     runs = [(wl, False) for wl in workloads] + ([("echo", True)] if browser else [])
     for wl, in_browser in runs:
         label = "echo-browser" if in_browser else wl
+        if in_browser and have_x:
+            pair = await browser_in_turns(width, height, seconds, streaming, ours_streaming)
+            for server, r in zip(("aiospice", "Xspice"), pair, strict=True):
+                rows.append((label, server, "; ".join(map(str, r["errors"])) if r.get("errors")
+                             else summarise(r, seconds)))
+                s = rows[-1][2]
+                echo(f"  measured {label} on {server}: " + (s if isinstance(s, str) else
+                     f"{s['cpu10']:.3f} CPU s/10s, {s['n_lat']} keys (in turns with the other)"), flush=True)
+            continue
         for server, fn in (("aiospice", measure_ours), ("Xspice", measure_xspice)):
             if server == "Xspice" and not have_x:
                 rows.append((label, server, "xserver-xspice not installed"))
