@@ -386,7 +386,8 @@ class ChannelConnection:
                         raise ChannelError(f"unknown message type {ev.type}")
                     self.channel.on_message(ev)
                 elif isinstance(ev, WindowOpened):
-                    self.wakeup()
+                    if self.protocol.queued or self.channel.has_pending():
+                        self.wakeup()  # (an ACK with nothing waiting does not wake the write task)
                 elif isinstance(ev, PongReceived):
                     self.server.stats.channel(self.channel.name).last_rtt = ev.rtt
                 elif isinstance(ev, PeerDisconnecting):
