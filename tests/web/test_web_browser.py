@@ -441,3 +441,27 @@ async def test_reconnect_with_backoff_across_a_server_restart():
             await wait_for(lambda: canvas_matches_guest(page, srv.guest), what="new server's picture")
     finally:
         await srv.close()
+
+
+async def test_the_screen_shows_what_the_canvas_holds():
+    """What Chromium composites on screen (a screenshot of the canvas at 1:1) equals the guest's
+    framebuffer, after the first screen and after typing (the canvas context is a low-latency,
+    desynchronized one: its frames reach the compositor on their own)."""
+    srv = await start_server()
+    try:
+        async with chromium() as browser:
+            page = await open_client(browser, srv)
+            await page.click("#btn-scale")  # fit -> 1:1
+            await wait_for(lambda: page.evaluate("document.getElementById('display').style.width === '800px'"),
+                           what="1:1")
+            for text in ("", "on screen"):
+                srv.guest.terminal.type_text(text)
+                await wait_for(lambda: canvas_matches_guest(page, srv.guest), what="canvas == framebuffer")
+                shot = Image.open(io.BytesIO(await page.locator("#display").screenshot())).convert("RGB")
+                got = np.asarray(shot)
+                want = guest_rgb(srv.guest)
+                assert got.shape == want.shape
+                diff = np.argwhere(np.any(got != want, axis=-1))
+                assert len(diff) == 0, f"{len(diff)} pixels differ on screen, first at {diff[:5].tolist()}"
+    finally:
+        await srv.close()

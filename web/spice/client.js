@@ -123,7 +123,7 @@ export class SpiceClient {
   primaryCreated(width, height) {
     this.canvas.width = width;
     this.canvas.height = height;
-    this.ctx = this.canvas.getContext("2d", { alpha: false, willReadFrequently: false });
+    this.ctx = this.canvas.getContext("2d", { alpha: false, willReadFrequently: false, desynchronized: true });
     this.ui.resized(width, height);
   }
 
