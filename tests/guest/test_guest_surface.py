@@ -134,3 +134,20 @@ def test_surface_tall_vertical_copies_slide_and_replay_exactly():
         slid += s.fb is not fb0 and s.fb.base is fb0.base
     sh.check()
     assert slid > 150
+
+
+def test_held_fills_after_a_sliding_copy_land_where_unheld_ones_do():
+    """Fills and a tall vertical copy (which slides the framebuffer view) recorded while holding end up
+    exactly as the same ops applied at once."""
+    rng = np.random.default_rng(9)
+    pixels = rng.integers(0, 256, (300, 80, 4), np.uint8)
+    held, direct = Surface(80, 300), Surface(80, 300)
+    for s in (held, direct):
+        s.put(0, 0, pixels, diff=False)
+    held.hold = True
+    for s in (held, direct):
+        s.fill(Rect(0, 0, 80, 4), 0xFF112233)
+        s.copy(Rect(0, 20, 80, 300), 0, 10)
+        s.fill(Rect(5, 250, 60, 260), 0xFF445566)
+    held.apply_held()
+    assert held.fb.base is not None and np.array_equal(held.fb, direct.fb)

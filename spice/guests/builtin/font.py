@@ -17,6 +17,7 @@ FONT_PATH = Path(__file__).with_name("fonts") / "DejaVuSansMono.ttf"
 #: smoothing, but a line of text compresses to half the bytes (remote desktops reduce font smoothing
 #: for the same reason)
 COVERAGE_LEVELS = 4
+PRINTABLE = "".join(map(chr, range(0x20, 0x7F)))
 
 
 def bgrx(rgb: int) -> np.ndarray:
@@ -64,6 +65,11 @@ class GlyphCache:
                 self._cells.clear()
             self._cells[key] = c
         return c
+
+    def warm(self, fg: int, bg: int, chars: str = PRINTABLE) -> None:
+        """Render ``chars`` in ``fg`` on ``bg`` now (start-up), not at their first use (a typed key)."""
+        for ch in chars:
+            self.cell(ch, fg, bg)
 
     def render(self, text: str, fg: int, bg: int) -> np.ndarray:
         """BGRX ``(cell_h, len(text) * cell_w, 4)`` image of one line of text."""
@@ -138,6 +144,7 @@ class TextGrid:
         self.font: GlyphCache = win.font
         self.fg, self.bg = fg, bg
         self.rows = [(" " if blank else UNKNOWN) * cols] * rows
+        self.font.warm(fg, bg)  # typed text: copies or these cells, no glyph rendering per key
         self._codes: dict[tuple[str, int, int], str] = {}
         self._cells: dict[str, tuple[str, int, int]] = {}
         self.copies = 0  # cells drawn by copying (for tests and statistics)

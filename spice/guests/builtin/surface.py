@@ -231,13 +231,16 @@ class Surface:
     def apply_held(self) -> None:
         """Bring the framebuffer up to date with the fills and copies recorded while holding."""
         held, self._held = self._held, []
-        fb32 = self.fb.view(np.uint32)[:, :, 0]
+        fb32 = None
         for op in held:
             if op[0] == "fill":
                 r = op[1]
+                if fb32 is None:  # (not before: a copy may slide the framebuffer to a new view)
+                    fb32 = self.fb.view(np.uint32)[:, :, 0]
                 fb32[r.top:r.bottom, r.left:r.right] = op[2]
             elif op[0] == "copy":
                 self._copy(op[1], op[2], op[3], op[4])
+                fb32 = None
             else:
                 self._fill_many(op[1], op[2])
 
