@@ -183,6 +183,9 @@ class DisplayClient:
         With ``max_bytes`` the answer stops after about that many bytes (at least one command);
         the rest stays pending.
         """
+        if (self._cmds and not self._ctrl and not self._full and self._stream is None
+                and not marked(self._dirty) and not marked(self._refresh)):
+            return self._take_passthrough()
         p = self._pipeline
         out: list[DrawCommand] = list(self._ctrl)
         self._ctrl.clear()
@@ -264,6 +267,16 @@ class DisplayClient:
             total += command_size(cmd)
         self.taken_serial = p.serial
         self.bytes_taken += total
+        self._last_take = time.monotonic()
+        return out
+
+    def _take_passthrough(self) -> list[DrawCommand]:
+        """:meth:`take` when only pass-through fills and copies wait (a typed key's echo): no mask work."""
+        out, self._cmds = self._cmds, []
+        self._frames_pending = 0
+        self._exact_ok = False
+        self.taken_serial = self._pipeline.serial
+        self.bytes_taken += sum(command_size(c) for c in out)
         self._last_take = time.monotonic()
         return out
 
