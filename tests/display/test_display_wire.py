@@ -22,3 +22,21 @@ async def test_wire_measure_xspice_reference():
     assert not r["errors"], r
     assert r["size"] == [800, 600]
     assert r["bytes"][wirebench.DISPLAY_CHANNEL] > 0
+
+
+def test_proc_cpu_counts_live_threads_finely_and_exited_threads_too():
+    """The benchmark's CPU figure: a child that burnt CPU in its main thread and in a thread that has
+    ended reports the same process time as ``proc_cpu`` reads from /proc (schedstat + ticks)."""
+    import subprocess
+    import sys
+
+    code = ("import threading, time, sys\n"
+            "def burn(s):\n    t = time.process_time()\n    while time.process_time() - t < s: pass\n"
+            "th = threading.Thread(target=burn, args=(0.15,)); th.start(); th.join()\n"
+            "burn(0.123)\nprint(time.process_time(), flush=True)\nsys.stdin.read()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        own = float(proc.stdout.readline())
+        assert abs(wirebench.proc_cpu(proc.pid) - own) < 0.012  # (the ended thread: 10 ms ticks)
+    finally:
+        proc.communicate("")
