@@ -26,7 +26,7 @@ async def test_wire_measure_xspice_reference():
 
 def test_proc_cpu_counts_live_threads_finely_and_exited_threads_too():
     """The benchmark's CPU figure: a child that burnt CPU in its main thread and in a thread that has
-    ended reports the same process time as ``proc_cpu`` reads from /proc (schedstat + ticks)."""
+    ended reports the process time ``proc_cpu`` reads (the kernel's per-process CPU clock)."""
     import subprocess
     import sys
 
@@ -37,6 +37,6 @@ def test_proc_cpu_counts_live_threads_finely_and_exited_threads_too():
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         own = float(proc.stdout.readline())
-        assert abs(wirebench.proc_cpu(proc.pid) - own) < 0.012  # (the ended thread: 10 ms ticks)
+        assert abs(wirebench.proc_cpu(proc.pid) - own) < 0.002  # (the 10 ms ticks of /proc/PID/stat: not enough)
     finally:
         proc.communicate("")
