@@ -142,3 +142,19 @@ def test_no_copies_while_the_window_moves_or_is_covered():
     d.remove(cover)
     g.flush()
     check(d, win, grid, [[(ch, FG, BG) for ch in t.ljust(grid.cols)] for t in ("abc", "abc", "   abc", "", "", "")])
+
+
+def test_longest_prefix_search_and_changed_span_match_brute_force():
+    from spice.guests.builtin.font import _changed_span, _longest
+
+    rnd = random.Random(3)
+    for _ in range(3000):
+        screen = "".join(rnd.choice("ab\x00\U000f0001") for _ in range(rnd.randint(0, 80)))
+        target = "".join(rnd.choice("abc\U000f0001") for _ in range(rnd.randint(1, 30)))
+        n = max((k for k in range(len(target) + 1) if target[:k] in screen), default=0)
+        assert _longest(screen, target) == ((n, screen.find(target[:n])) if n else (0, -1))
+        a = "".join(rnd.choice("ab\U000f0002") for _ in range(rnd.randint(1, 90)))
+        b = "".join(c if rnd.random() < 0.9 else rnd.choice("xa\U000f0003") for c in a)
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        if diff:
+            assert _changed_span(a, b) == (diff[0], diff[-1] + 1)

@@ -18,6 +18,8 @@ from .surface import Surface, add_merged
 from .window import Window
 
 BACKGROUND = 0x2F5D73
+#: what limits copies inside a window (see :meth:`Desktop.copy_guard`)
+CopyGuard = tuple[list[Box], list[Box], Box]
 
 
 def overlaps(a: Rect, b: Rect) -> bool:
@@ -52,6 +54,7 @@ class Desktop:
         self.schedule = schedule
         self._shown: dict[int, tuple[int, int]] = {}
         self._exposed: list[Rect] = []
+        self._moves = False  # a window may have moved since the last render (positions change only in move())
         self.top_margin = 0  # windows are kept below this line (the top bar)
         self.background = np.empty((height, width, 4), np.uint8)
         self.background[:] = bgrx(BACKGROUND)
@@ -107,6 +110,7 @@ class Desktop:
         y = max(top if win.h <= self.bounds.bottom - top else 0, min(y, self.bounds.bottom - win.h))
         if (x, y) != (win.x, win.y):
             win.x, win.y = x, y
+            self._moves = True
             self.schedule()
 
     def fill_window(self, win: Window, r: Rect, rgb: int) -> None:
@@ -198,24 +202,30 @@ class Desktop:
             win.invalidate(area)
 
     # -- copies inside a window (text drawn from cells already on screen)
-    def copy_guard(self, win: Window) -> tuple[list[Box], list[Box]] | None:
-        """What limits copies inside ``win`` now, as window-local boxes: ``(stale, above)``, ``stale`` where
-        the screen does not show ``win``'s buffer (a window above, a repaint pending), ``above`` the
-        windows above it; None when no part of ``win`` may be copied on screen (not shown, a move pending)."""
-        windows, shown = self.windows, self._shown
-        if win not in windows:
+    def copy_guard(self, win: Window) -> CopyGuard | None:
+        """What limits copies inside ``win`` now, in window-local coordinates: ``(stale, above, box)``,
+        ``stale`` boxes where the screen does not show ``win``'s buffer for another reason than a window
+        above (a repaint pending), ``above`` the windows above it that overlap it, ``box`` the part of
+        ``win`` on screen; None when no part of ``win`` may be copied on screen (not shown, a move pending)."""
+        windows = self.windows
+        if win not in windows or self._moves and self._moves_pending():
             return None
-        for w in windows:
-            if (w.x, w.y) != shown.get(id(w)):
-                return None
         x, y = win.x, win.y
-        above = [(a.x - x, a.y - y, a.x + a.w - x, a.y + a.h - y) for a in windows[windows.index(win) + 1:]]
-        stale = [(d.left, d.top, d.right, d.bottom) for d in win.dirty]
-        stale += [(e.left - x, e.top - y, e.right - x, e.bottom - y) for e in self._exposed]
-        return stale + above, above
+        h, w = win.buf.shape[:2]
+        above: list[Box] = []
+        for a in windows[windows.index(win) + 1:]:
+            ah, aw = a.buf.shape[:2]
+            x0, y0 = a.x - x, a.y - y
+            if x0 < w and y0 < h and x0 + aw > 0 and y0 + ah > 0 and aw > 0 and ah > 0:
+                above.append((x0, y0, x0 + aw, y0 + ah))
+        stale: list[Box] = []
+        if win.dirty or self._exposed:
+            stale = [(d.left, d.top, d.right, d.bottom) for d in win.dirty]
+            stale += [(e.left - x, e.top - y, e.right - x, e.bottom - y) for e in self._exposed]
+        return stale, above, (max(0, -x), max(0, -y), min(w, self.bounds.right - x), min(h, self.bounds.bottom - y))
 
     def copy_in_window(self, win: Window, left: int, top: int, right: int, bottom: int, dx: int, dy: int,
-                       guard: tuple[list[Box], list[Box]] | None = None) -> bool:
+                       guard: CopyGuard | None = None) -> bool:
         """Copy the window-local box ``(left, top, right, bottom)`` by ``(dx, dy)`` in ``win``'s buffer and,
         as a CopyRect, on screen.
 
@@ -226,23 +236,20 @@ class Desktop:
             guard = self.copy_guard(win)
             if guard is None:
                 return False
-        h, w = win.buf.shape[:2]
+        stale, above, (bx0, by0, bx1, by1) = guard
         dl, dt, dr, db = left + dx, top + dy, right + dx, bottom + dy
-        x, y = win.x, win.y
-        lo_x, hi_x = (left, dr) if dx >= 0 else (dl, right)  # the box around source and destination
-        lo_y, hi_y = (top, db) if dy >= 0 else (dt, bottom)
-        if left >= right or top >= bottom or lo_x < 0 or lo_y < 0 or hi_x > w or hi_y > h or lo_x + x < 0 \
-                or lo_y + y < 0 or hi_x + x > self.bounds.right or hi_y + y > self.bounds.bottom:
-            return False  # empty, or not inside the window and the screen
-        stale, above = guard
-        for a0, a1, a2, a3 in above:  # the destination must be visible
-            if a0 < dr and dl < a2 and a1 < db and dt < a3 and a0 < a2 and a1 < a3:
+        if left >= right or top >= bottom or (left if dx >= 0 else dl) < bx0 or (dr if dx >= 0 else right) > bx1 \
+                or (top if dy >= 0 else dt) < by0 or (db if dy >= 0 else bottom) > by1:
+            return False  # empty, or source or destination not on screen inside the window
+        for a0, a1, a2, a3 in above:  # source and destination must be visible
+            if a0 < dr and dl < a2 and a1 < db and dt < a3 or a0 < right and left < a2 and a1 < bottom and top < a3:
                 return False
         for s0, s1, s2, s3 in stale:  # the source must be up to date on screen
             if s0 < right and left < s2 and s1 < bottom and top < s3 and s0 < s2 and s1 < s3:
                 return False
         buf = win.buf
         buf[dt:db, dl:dr] = buf[top:bottom, left:right]
+        x, y = win.x, win.y
         self.surface.copy(Rect(left + x, top + y, right + x, bottom + y), dl + x, dt + y)
         self.schedule()
         return True
@@ -259,9 +266,11 @@ class Desktop:
             surface.hold = hold
 
     def _render(self) -> None:
-        moved = [w for w in self.windows if (w.x, w.y) != self._shown[id(w)]]
-        for win in moved:  # with several movers a copy's source may already be repainted: expose instead
-            self._apply_move(win, copy=len(moved) == 1)
+        if self._moves:
+            self._moves = False
+            moved = [w for w in self.windows if (w.x, w.y) != self._shown[id(w)]]
+            for win in moved:  # with several movers a copy's source may already be repainted: expose instead
+                self._apply_move(win, copy=len(moved) == 1)
         for win in list(self.windows):
             win.sync()
         exposed: list[Rect] = []
@@ -269,9 +278,10 @@ class Desktop:
             add_merged(exposed, r)
         self._exposed = []
         for win in self.windows:
-            for r in win.dirty:
-                add_merged(exposed, r.translate(win.x, win.y))
-            win.dirty = []
+            if win.dirty:
+                for r in win.dirty:
+                    add_merged(exposed, r.translate(win.x, win.y))
+                win.dirty = []
         for r in exposed:
             self.repaint(r)
 

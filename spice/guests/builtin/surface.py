@@ -46,9 +46,9 @@ def add_merged(rects: list[Rect], rect: Rect) -> None:
 
 def copy_block(a: np.ndarray, src: Rect, dx: int, dy: int) -> None:
     """``a[src + (dx, dy)] = a[src]`` in place; vertical moves go in non-overlapping row bands (no temp copy)."""
-    x0, x1 = src.left, src.right
-    if dy == 0 or dx != 0 or abs(dy) >= src.height:
-        a[src.top + dy:src.bottom + dy, x0 + dx:x1 + dx] = a[src.top:src.bottom, x0:x1]
+    x0, y0, x1, y1 = src.left, src.top, src.right, src.bottom
+    if dy == 0 or dx != 0 or abs(dy) >= y1 - y0:
+        a[y0 + dy:y1 + dy, x0 + dx:x1 + dx] = a[y0:y1, x0:x1]
         return
     step = abs(dy)
     starts = range(src.top, src.bottom, step) if dy < 0 else range(src.bottom - step, src.top - step, -step)
@@ -165,8 +165,9 @@ class Surface:
         dx, dy = dest_x - left, dest_y - top
         if right <= left or bottom <= top or (dx == 0 and dy == 0):
             return
-        w, h = self.bounds.right, self.bounds.bottom
-        if min(left, top, dest_x, dest_y) < 0 or max(right, right + dx) > w or max(bottom, bottom + dy) > h:
+        b = self.bounds
+        if left < 0 or top < 0 or dest_x < 0 or dest_y < 0 or right > b.right or right + dx > b.right \
+                or bottom > b.bottom or bottom + dy > b.bottom:
             raise ValueError(f"copy {src} -> {src.translate(dx, dy)} leaves the screen")
         self._ops.append(CopyRect(src, dest_x, dest_y))
         if self.hold:  # (``pixels`` may be a view that changes before the copy is applied: not kept)
@@ -177,7 +178,7 @@ class Surface:
     def _copy(self, src: Rect, dx: int, dy: int, pixels: np.ndarray | None = None) -> None:
         if pixels is None:
             slid = self._rows.move(self.fb, src.union(src.translate(0, dy)), dy) \
-                if dx == 0 and 0 < abs(dy) < src.height else None
+                if dx == 0 and 0 < abs(dy) < src.bottom - src.top else None
             if slid is None:
                 copy_block(self.fb, src, dx, dy)
             else:

@@ -69,7 +69,9 @@ class Terminal(Window):
 
     def _wrap(self, text: str) -> list[str]:
         c = self.cols
-        return [text[i:i + c] for i in range(0, len(text), c)] or [""]
+        if len(text) <= c:
+            return [text]
+        return [text[i:i + c] for i in range(0, len(text), c)]
 
     def _live_rows(self) -> tuple[list[str], int]:
         """Wrapped live line and the cursor's index into it."""
@@ -235,8 +237,9 @@ class Terminal(Window):
                     self._drawn = self._drawn[delta:] + self._drawn[:delta]  # (rows' records move with the rows)
             self._shown_top = abs_top
             candidates = range(self.rows)
-        order = list(candidates)
-        if cur_row - top in candidates:  # the cursor row first: the old cursor cell is a source for it
+        order: range | list[int] = candidates
+        if cur_row - top in candidates and len(candidates) > 1:  # the cursor row first: the old cursor cell
+            order = list(candidates)  # is a source for it
             order.remove(cur_row - top)
             order.insert(0, cur_row - top)
         cols = self.cols
