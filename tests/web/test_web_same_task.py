@@ -103,3 +103,28 @@ async def test_a_batch_is_on_the_canvas_when_its_message_handler_returns(frontdo
     assert (px[28:36, 48:56] == (0x00, 0xFF, 0x00)).all()  # the fill, on top of the photo
     photo_part = px[20:28, 40:56].astype(int)
     assert (abs(photo_part - (40, 40, 200)) <= 8).all()
+
+
+PRESENTS_JS = """async (n) => {
+  const { DisplayChannel } = await import('/spice/channels/display.js');
+  const canvas = document.createElement('canvas');
+  let ctx = null;
+  const client = { primaryCreated(w, h) { canvas.width = w; canvas.height = h; ctx = canvas.getContext('2d'); },
+    context() { return ctx; }, presented() {}, marked() {}, countBytes() {} };
+  const d = new DisplayChannel(client, 0);
+  d.createSurface(0, 16, 16, true);
+  for (let i = 0; i < n; i++) { d.markDirty(d.primary, { x: 0, y: 0, w: 1, h: 1 }); d.present(); }
+  return [d.stats.presents, performance.getEntriesByName('spice-present').length];
+}"""
+
+
+async def test_present_timings_for_devtools_do_not_pile_up(frontdoor):
+    """Each present leaves a performance.measure entry (DevTools traces); the page's timeline keeps user
+    timing entries until cleared, so a long session must not accumulate one per present."""
+    async with chromium() as browser:
+        page = await new_page(browser)
+        base = f"http://127.0.0.1:{frontdoor.port}"
+        await page.route(f"{base}/blank.html", lambda r: r.fulfill(body="<!doctype html>", content_type="text/html"))
+        await page.goto(f"{base}/blank.html")
+        presents, entries = await page.evaluate(PRESENTS_JS, 5000)
+    assert presents == 5000 and 0 < entries <= 1024
