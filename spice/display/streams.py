@@ -47,6 +47,7 @@ class VideoDetector:
         self.min_hits, self.interval, self.min_size = min_hits, interval, min_size
         self.hits = np.zeros(grid.shape, np.uint16)
         self.last = np.full(grid.shape, -1e9)
+        self._newest = -1e9  # latest update that changed cells
 
     def update(self, changed: np.ndarray, now: float) -> Rect | None:
         """Account one frame's changed cells; return the bounding box of the hot cells, if big enough."""
@@ -54,6 +55,12 @@ class VideoDetector:
         if not len(idx):
             return None
         all_hits, all_last = self.hits.reshape(-1), self.last.reshape(-1)
+        quiet = now - self._newest >= self.interval
+        self._newest = now
+        if quiet and self.min_hits > 1:  # every run of changes ended (a clock tick): these cells start new ones
+            all_hits[idx] = 1
+            all_last[idx] = now
+            return None
         hits = np.where((now - all_last[idx]) < self.interval, np.minimum(all_hits[idx] + 1, 60000), 1)
         all_hits[idx] = hits
         all_last[idx] = now
