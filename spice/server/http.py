@@ -77,6 +77,7 @@ SECURITY_HEADERS = (
     ("Referrer-Policy", "no-referrer"),
     ("X-Frame-Options", "DENY"),
     ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Cross-Origin-Embedder-Policy", "require-corp"),  # with COOP: cross-origin isolated (precise timers)
     ("Cross-Origin-Resource-Policy", "same-origin"),
 )
 

@@ -465,3 +465,18 @@ async def test_the_screen_shows_what_the_canvas_holds():
                 assert len(diff) == 0, f"{len(diff)} pixels differ on screen, first at {diff[:5].tolist()}"
     finally:
         await srv.close()
+
+
+async def test_the_page_is_cross_origin_isolated():
+    """COOP + COEP on every answer: the client page is cross-origin isolated (its performance.now() is
+    fine-grained, as the browser latency bench relies on) and still connects and draws."""
+    srv = await start_server()
+    try:
+        async with chromium() as browser:
+            page = await open_client(browser, srv)
+            assert await page.evaluate("self.crossOriginIsolated")
+            await wait_for(lambda: canvas_matches_guest(page, srv.guest), what="canvas == framebuffer")
+            errors = [line for line in page.console_lines if line.startswith(("error", "pageerror"))]
+            assert not errors, errors
+    finally:
+        await srv.close()
