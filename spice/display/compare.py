@@ -7,8 +7,9 @@ python-xlib client (:mod:`spice.display.xworkload`) — and the same SpiceClient
 for ``--seconds``:
 
 * bytes: everything the client read on all its channels (the socket bytes, what a counting proxy sees);
-* CPU: user+system seconds of the server process(es): our whole process (guest drawing included) /
-  Xorg + the X client that draws;
+* CPU: user+system seconds of the server process(es), read from the kernel's per-process CPU clock
+  (nanoseconds; ``/proc/PID/stat``'s 10 ms ticks are too coarse for an idle window): our whole process
+  (guest drawing included) / Xorg + the X client that draws;
 * fps: frames delivered to the client (bursts of display-invalidate);
 * latency (the ``echo`` row): key press on the inputs channel -> first changed pixels in the client's
   framebuffer, p50 / p99 (aiospice's built-in terminal vs an X window that draws each key press).
