@@ -128,3 +128,54 @@ async def test_present_timings_for_devtools_do_not_pile_up(frontdoor):
         await page.goto(f"{base}/blank.html")
         presents, entries = await page.evaluate(PRESENTS_JS, 5000)
     assert presents == 5000 and 0 < entries <= 1024
+
+
+FRAME_JS = """async (batches) => {
+  const { DisplayChannel } = await import('/spice/channels/display.js');
+  class FakeSocket { constructor() { this.readyState = 1; FakeSocket.last = this; } send() {} close() {} }
+  FakeSocket.OPEN = 1;
+  window.WebSocket = FakeSocket;
+  const canvas = document.createElement('canvas');
+  document.body.appendChild(canvas);
+  let ctx = null;
+  const client = { primaryCreated(w, h) { canvas.width = w; canvas.height = h; ctx = canvas.getContext('2d', { willReadFrequently: true }); },
+    context() { return ctx; }, presented() {}, marked() {}, countBytes() {} };
+  const d = new DisplayChannel(client, 0);
+  d.connect('ws://unused/', 0, '');
+  const ws = FakeSocket.last;
+  d.state = 'open';
+  const pixel = (x, y) => Array.from(ctx.getImageData(x, y, 1, 1).data.slice(0, 3));
+  const out = [];
+  for (const b64 of batches) {  // all in one task: one display frame
+    const bin = atob(b64); const u8 = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) u8[i] = bin.charCodeAt(i);
+    ws.onmessage({ data: u8.buffer });
+    out.push([pixel(5, 5), pixel(100, 100)]);
+  }
+  await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+  out.push([pixel(5, 5), pixel(100, 100)]);
+  return out;
+}"""
+
+
+async def test_a_small_batch_is_presented_at_once_within_a_busy_display_frame(frontdoor):
+    """After a present, big batches in the same display frame wait for the next animation frame
+    (coalesced); a small one (a key's echo right after the clock ticked) is presented at once."""
+    w, h = 256, 192
+    batches = [
+        message(pd.DisplayMsg.SURFACE_CREATE, pd.build_surface_create(w, h))
+        + message(pd.DisplayMsg.DRAW_FILL, pd.build_draw_fill(0, 0, w, h, 0x00336699)),
+        message(pd.DisplayMsg.DRAW_FILL, pd.build_draw_fill(0, 0, 9, 18, 0x00FFFF00)),  # small: at once
+        message(pd.DisplayMsg.DRAW_FILL, pd.build_draw_fill(0, 0, w, h, 0x00102030)),  # big: next frame
+    ]
+    async with chromium() as browser:
+        page = await new_page(browser)
+        base = f"http://127.0.0.1:{frontdoor.port}"
+        await page.route(f"{base}/blank.html", lambda r: r.fulfill(body="<!doctype html>", content_type="text/html"))
+        await page.goto(f"{base}/blank.html")
+        out = await page.evaluate(FRAME_JS, [base64.b64encode(b).decode() for b in batches])
+    assert not [line for line in page.console_lines if line.startswith(("error", "pageerror"))], page.console_lines
+    assert out[0] == [[0x33, 0x66, 0x99], [0x33, 0x66, 0x99]]
+    assert out[1] == [[0xFF, 0xFF, 0x00], [0x33, 0x66, 0x99]]  # the echo, in the same display frame
+    assert out[2] == out[1]  # the big fill waits for the next animation frame
+    assert out[3] == [[0x10, 0x20, 0x30], [0x10, 0x20, 0x30]]

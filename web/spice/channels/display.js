@@ -10,6 +10,10 @@ const M = { MODE: 101, MARK: 102, RESET: 103, COPY_BITS: 104, INVAL_LIST: 105, I
   DRAW_BLEND: 305, DRAW_BLACKNESS: 306, DRAW_WHITENESS: 307, SURFACE_CREATE: 314, SURFACE_DESTROY: 315,
   STREAM_DATA_SIZED: 316, MONITORS_CONFIG: 317 };
 const MSGC_INIT = 101;
+// A batch whose dirty rectangles cover at most this many pixels (a typed key's echo, the clock) is
+// presented at once even when this display frame already had a present: putting it costs microseconds,
+// while waiting for the next animation frame would add up to a refresh interval to its latency.
+export const SMALL_PRESENT_PIXELS = 16384;
 
 // Display caps we announce: LZ4_COMPRESSION (5) and MULTI_CODEC (8) without any codec bit, so the
 // server sends lossless images only (MJPEG streams are still drawn if a server sends them anyway).
@@ -80,9 +84,18 @@ export class DisplayChannel extends Channel {
 
   // End of a batch of messages (server frames end with their last message, JS runs them to the end
   // before any paint, so the canvas never shows half a frame): present now, unless this display frame
-  // already had a present — then the next animation frame presents everything drawn until then.
+  // already had a present and this batch is not small — then the next animation frame presents
+  // everything drawn until then.
   onBatchEnd() {
-    if (!this.dirty || this.rafPending) return;
+    const list = this.dirty;
+    if (!list) return;
+    if (this.rafPending) {
+      let area = 0;
+      for (const d of list) area += d.w * d.h;
+      if (list.overflow || area > SMALL_PRESENT_PIXELS) return;
+      this.present();
+      return;
+    }
     this.present();
     this._armFrame();
   }
