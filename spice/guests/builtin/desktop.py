@@ -250,7 +250,7 @@ class Desktop:
         buf = win.buf
         buf[dt:db, dl:dr] = buf[top:bottom, left:right]
         x, y = win.x, win.y
-        self.surface.copy(Rect(left + x, top + y, right + x, bottom + y), dl + x, dt + y)
+        self.surface.copy_inside(left + x, top + y, right + x, bottom + y, dx, dy)  # (the box is on screen)
         self.schedule()
         return True
 

@@ -169,11 +169,32 @@ class Surface:
         if left < 0 or top < 0 or dest_x < 0 or dest_y < 0 or right > b.right or right + dx > b.right \
                 or bottom > b.bottom or bottom + dy > b.bottom:
             raise ValueError(f"copy {src} -> {src.translate(dx, dy)} leaves the screen")
+        if pixels is None:
+            self._copy_op(src, dx, dy)
+            return
         self._ops.append(CopyRect(src, dest_x, dest_y))
         if self.hold:  # (``pixels`` may be a view that changes before the copy is applied: not kept)
             self._held.append(("copy", src, dx, dy, None))
         else:
             self._copy(src, dx, dy, pixels)
+
+    def copy_inside(self, left: int, top: int, right: int, bottom: int, dx: int, dy: int) -> None:
+        """:meth:`copy` of the non-empty box ``(left, top, right, bottom)`` by ``(dx, dy)``, which the caller
+        checked lies inside the screen at both ends (text cells: no Rect checks on the hot path)."""
+        self._copy_op(Rect(left, top, right, bottom), dx, dy)
+
+    def _copy_op(self, src: Rect, dx: int, dy: int) -> None:
+        """Record the copy of ``src`` by ``(dx, dy)`` (checked) and apply it now unless holding."""
+        self._ops.append(CopyRect(src, src.left + dx, src.top + dy))
+        if self.hold:
+            self._held.append(("copy", src, dx, dy, None))
+            return
+        top, bottom = src.top, src.bottom
+        if not self._damage and (dy == 0 or dx != 0 or bottom - top <= abs(dy)):
+            fb = self.fb  # neither slides nor moves damage (a text cell): one numpy assignment
+            fb[top + dy:bottom + dy, src.left + dx:src.right + dx] = fb[top:bottom, src.left:src.right]
+        else:
+            self._copy(src, dx, dy)
 
     def _copy(self, src: Rect, dx: int, dy: int, pixels: np.ndarray | None = None) -> None:
         if pixels is None:
