@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from spice.guests.base import Rect
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value (see the note above spice.guests.base.Rect)
 class DrawFill:
     """Fill ``rect`` with ``color`` (0x00RRGGBB, the SPICE solid brush value).
 
@@ -47,7 +47,7 @@ class DrawFill:
                      for top, left, bottom, right in struct.iter_unpack("<iiii", c))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value (see the note above spice.guests.base.Rect)
 class DrawCopy:
     """Copy the whole ``image`` (a marshalled SpiceImage of ``rect``'s size) to ``rect``."""
 
@@ -55,7 +55,7 @@ class DrawCopy:
     image: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value (see the note above spice.guests.base.Rect)
 class CopyBits:
     """Copy the ``rect``-sized area whose top-left is ``(src_x, src_y)`` to ``rect`` (same surface)."""
 
@@ -64,7 +64,7 @@ class CopyBits:
     rect: Rect
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value (see the note above spice.guests.base.Rect)
 class Resize:
     """The guest screen is now ``width`` x ``height``: re-create the primary surface first."""
 
@@ -72,14 +72,14 @@ class Resize:
     height: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value (see the note above spice.guests.base.Rect)
 class InvalList:
     """Tell the client to drop these pixmap-cache ids (INVAL_LIST, type 1 = pixmap each)."""
 
     ids: tuple[int, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value (see the note above spice.guests.base.Rect)
 class StreamCreate:
     """Open MJPEG video stream ``stream_id`` (0..63) drawing into ``rect``."""
 
@@ -87,7 +87,7 @@ class StreamCreate:
     rect: Rect
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value (see the note above spice.guests.base.Rect)
 class StreamData:
     """One frame of stream ``stream_id``: ``data`` is a complete JPEG of ``rect``'s size."""
 
@@ -97,7 +97,7 @@ class StreamData:
     timestamp: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value (see the note above spice.guests.base.Rect)
 class StreamDestroy:
     stream_id: int
 

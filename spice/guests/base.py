@@ -20,8 +20,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# Values: Rect and the display ops below (and spice.display.commands) are equal and hashable by their
+# fields and never changed after construction.  They are not ``frozen`` dataclasses: a frozen
+# dataclass's __init__ costs five times as much (object.__setattr__ per field), and a typed key's
+# frame builds dozens of them.
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, unsafe_hash=True)  # a value (see above)
 class Rect:
     """Half-open rectangle: pixels ``left <= x < right``, ``top <= y < bottom``."""
 
@@ -59,14 +64,14 @@ class Rect:
 
 # --- display operations a guest reports for one frame -------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value (see above)
 class Damage:
     """Pixels inside ``rect`` changed arbitrarily: send them from the framebuffer."""
 
     rect: Rect
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value (see above)
 class Fill:
     """``rect`` was filled with one colour ``bgrx`` (0xXXRRGGBB as a little-endian u32)."""
 
@@ -74,7 +79,7 @@ class Fill:
     color: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value (see above)
 class CopyRect:
     """The pixels of ``src`` (as they were before this op) now also stand at ``dest`` (top-left).
 

@@ -24,7 +24,7 @@ class ServerConfig:
     link_timeout: float = 10.0  # whole link handshake
     ack_window: int = 20
     ack_timeout: float = 30.0  # a client that stays blocked this long is disconnected
-    ping_interval: float = 10.0  # PING on the main channel for round-trip measurement (0 = off)
+    ping_interval: float = 30.0  # PING on the main channel for the metrics round trip (0 = off)
     max_connections: int = 256
     max_pending_bytes: int = 16 << 20  # per connection, queued but unwritable
     usb_channels: int = 0  # usbredir (spicevmc) channels offered, ids 0..N-1 (`serve` default 4)
