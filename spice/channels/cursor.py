@@ -27,6 +27,7 @@ class CursorChannel(Channel):
     channel_type = ChannelType.CURSOR
     name = "cursor"
     flow_control = True
+    direct_read = True  # (ACKs: parsed in the socket's callback, no read task wake-up)
     max_message = 4096
     known_messages = frozenset()
 

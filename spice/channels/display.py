@@ -67,6 +67,8 @@ class DisplayChannel(Channel):
     take_bytes = 1 << 20
     #: write new drawing from the wake-up itself when the socket is idle (see :meth:`wakeup`)
     direct_write = True
+    #: ACKs and stream reports parsed in the socket's callback (one loop turn, no read task wake-up)
+    direct_read = True
 
     @classmethod
     def server_caps(cls, server) -> frozenset[int]:

@@ -22,6 +22,7 @@ class MainChannel(Channel):
     name = "main"
     max_message = 64 * 1024
     pings = True
+    direct_read = True  # (small control messages: parsed in the socket's callback, no read task wake-up)
     known_messages = frozenset(MainMsgc)
 
     @classmethod
