@@ -27,10 +27,9 @@ pytestmark = [
 
 W, H = 64, 48
 
-# A DisplayChannel linked to a stand-in WebSocket (no link exchange): each batch is handed to the
-# socket's onmessage as one WebSocket message; the canvas is read back right after the handler returns,
-# and again once every pending decode settled.
-RUN_JS = """async (batches) => {
+# A DisplayChannel linked to a stand-in WebSocket (no link exchange): deliver() hands a batch to the
+# socket's onmessage as one WebSocket message.
+CHANNEL_JS = """
   const { DisplayChannel } = await import('/spice/channels/display.js');
   class FakeSocket { constructor() { this.readyState = 1; FakeSocket.last = this; } send() {} close() {} }
   FakeSocket.OPEN = 1;
@@ -44,6 +43,14 @@ RUN_JS = """async (batches) => {
   d.connect('ws://unused/', 0, '');
   const ws = FakeSocket.last;
   d.state = 'open';
+  const deliver = (b64) => { const bin = atob(b64); const u8 = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) u8[i] = bin.charCodeAt(i);
+    ws.onmessage({ data: u8.buffer }); };
+"""  # (the body of an async function: `d`, `ws`, `canvas`, `ctx`, `deliver(base64 batch)`)
+
+# Batches a display frame apart; the canvas is read back right after the handler returns, and again
+# once every pending decode settled.
+RUN_JS = """async (batches) => {""" + CHANNEL_JS + """
   const read = () => { const px = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
     let s = ''; for (let i = 0; i < px.length; i += 0x8000) s += String.fromCharCode.apply(null, px.subarray(i, i + 0x8000));
     return btoa(s); };
@@ -51,15 +58,26 @@ RUN_JS = """async (batches) => {
   for (const b64 of batches) {
     // batches a display frame apart (a second one within the same frame is presented with the next)
     for (let i = 0; i < 2; i++) await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
-    const bin = atob(b64); const u8 = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) u8[i] = bin.charCodeAt(i);
-    ws.onmessage({ data: u8.buffer });
+    deliver(b64);
     const now = read();
     for (let i = 0; i < 50 && d.processing; i++) await new Promise((r) => setTimeout(r, 20));
     out.push([now, read()]);
   }
   return out;
 }"""
+
+
+async def evaluate_in_blank_page(frontdoor, js: str, arg):
+    """``js`` evaluated with ``arg`` in an empty page of our server's origin (the client's modules load);
+    the page must log no error."""
+    async with chromium() as browser:
+        page = await new_page(browser)
+        base = f"http://127.0.0.1:{frontdoor.port}"
+        await page.route(f"{base}/blank.html", lambda r: r.fulfill(body="<!doctype html>", content_type="text/html"))
+        await page.goto(f"{base}/blank.html")
+        out = await page.evaluate(js, arg)
+    assert not [line for line in page.console_lines if line.startswith(("error", "pageerror"))], page.console_lines
+    return out
 
 
 def message(msg_type: int, body: bytes) -> bytes:
@@ -83,13 +101,7 @@ async def test_a_batch_is_on_the_canvas_when_its_message_handler_returns(frontdo
         message(pd.DisplayMsg.DRAW_COPY, pd.build_draw_copy(40, 20, 56, 36, images.encode_jpeg(photo)))
         + message(pd.DisplayMsg.DRAW_FILL, pd.build_draw_fill(48, 28, 56, 36, 0x0000FF00)),
     ]
-    async with chromium() as browser:
-        page = await new_page(browser)
-        base = f"http://127.0.0.1:{frontdoor.port}"
-        await page.route(f"{base}/blank.html", lambda r: r.fulfill(body="<!doctype html>", content_type="text/html"))
-        await page.goto(f"{base}/blank.html")
-        out = await page.evaluate(RUN_JS, [base64.b64encode(b).decode() for b in batches])
-    assert not [line for line in page.console_lines if line.startswith(("error", "pageerror"))], page.console_lines
+    out = await evaluate_in_blank_page(frontdoor, RUN_JS, [base64.b64encode(b).decode() for b in batches])
 
     first, _ = out[0]
     assert (rgb(first) == (0x33, 0x66, 0x99)).all()
@@ -121,35 +133,15 @@ PRESENTS_JS = """async (n) => {
 async def test_present_timings_for_devtools_do_not_pile_up(frontdoor):
     """Each present leaves a performance.measure entry (DevTools traces); the page's timeline keeps user
     timing entries until cleared, so a long session must not accumulate one per present."""
-    async with chromium() as browser:
-        page = await new_page(browser)
-        base = f"http://127.0.0.1:{frontdoor.port}"
-        await page.route(f"{base}/blank.html", lambda r: r.fulfill(body="<!doctype html>", content_type="text/html"))
-        await page.goto(f"{base}/blank.html")
-        presents, entries = await page.evaluate(PRESENTS_JS, 5000)
+    presents, entries = await evaluate_in_blank_page(frontdoor, PRESENTS_JS, 5000)
     assert presents == 5000 and 0 < entries <= 1024
 
 
-FRAME_JS = """async (batches) => {
-  const { DisplayChannel } = await import('/spice/channels/display.js');
-  class FakeSocket { constructor() { this.readyState = 1; FakeSocket.last = this; } send() {} close() {} }
-  FakeSocket.OPEN = 1;
-  window.WebSocket = FakeSocket;
-  const canvas = document.createElement('canvas');
-  document.body.appendChild(canvas);
-  let ctx = null;
-  const client = { primaryCreated(w, h) { canvas.width = w; canvas.height = h; ctx = canvas.getContext('2d', { willReadFrequently: true }); },
-    context() { return ctx; }, presented() {}, marked() {}, countBytes() {} };
-  const d = new DisplayChannel(client, 0);
-  d.connect('ws://unused/', 0, '');
-  const ws = FakeSocket.last;
-  d.state = 'open';
+FRAME_JS = """async (batches) => {""" + CHANNEL_JS + """
   const pixel = (x, y) => Array.from(ctx.getImageData(x, y, 1, 1).data.slice(0, 3));
   const out = [];
   for (const b64 of batches) {  // all in one task: one display frame
-    const bin = atob(b64); const u8 = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) u8[i] = bin.charCodeAt(i);
-    ws.onmessage({ data: u8.buffer });
+    deliver(b64);
     out.push([pixel(5, 5), pixel(100, 100)]);
   }
   await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
@@ -168,13 +160,7 @@ async def test_a_small_batch_is_presented_at_once_within_a_busy_display_frame(fr
         message(pd.DisplayMsg.DRAW_FILL, pd.build_draw_fill(0, 0, 9, 18, 0x00FFFF00)),  # small: at once
         message(pd.DisplayMsg.DRAW_FILL, pd.build_draw_fill(0, 0, w, h, 0x00102030)),  # big: next frame
     ]
-    async with chromium() as browser:
-        page = await new_page(browser)
-        base = f"http://127.0.0.1:{frontdoor.port}"
-        await page.route(f"{base}/blank.html", lambda r: r.fulfill(body="<!doctype html>", content_type="text/html"))
-        await page.goto(f"{base}/blank.html")
-        out = await page.evaluate(FRAME_JS, [base64.b64encode(b).decode() for b in batches])
-    assert not [line for line in page.console_lines if line.startswith(("error", "pageerror"))], page.console_lines
+    out = await evaluate_in_blank_page(frontdoor, FRAME_JS, [base64.b64encode(b).decode() for b in batches])
     assert out[0] == [[0x33, 0x66, 0x99], [0x33, 0x66, 0x99]]
     assert out[1] == [[0xFF, 0xFF, 0x00], [0x33, 0x66, 0x99]]  # the echo, in the same display frame
     assert out[2] == out[1]  # the big fill waits for the next animation frame
