@@ -64,6 +64,7 @@ JPEG_QUALITY = 80
 CACHE_MIN_PIXELS = 64  # lossless images at least this big go through the client's pixmap cache (a glyph: ~100)
 CACHE_LIMIT_PIXELS = 8 << 20  # at most this much of a client's pixmap cache is used (32 MiB of BGRX)
 REFRESH_DELAY = 3.0  # lossy (JPEG) areas are redrawn losslessly after this long without change
+STREAM_LOOK_EVERY = 8  # frames drawn inside a running stream: its area is checked this often
 NOT_VIDEO_RECHECK = 1.0  # a busy area that is not photographic is looked at again after this long
 STREAM_QUALITY_STEP = 10  # stream adaptation: quality moves by this much per report
 STREAM_QUALITY_MIN = 20
@@ -560,6 +561,8 @@ class DisplayPipeline:
         self._detector = VideoDetector(self.grid)
         self._not_video: tuple[Rect, float] | None = None
         self._stream = None
+        self._stream_frames = 0  # frames that drew inside the running stream only (_stream_own_frame)
+        self._stream_box: Rect | None = None  # what they drew since the last look
         self._exact = None
         self._drawn: np.ndarray | None = self.grid.new_mask()  # cells drawn by the latest frame
         self._encoded.clear()
@@ -624,6 +627,9 @@ class DisplayPipeline:
                 s.frame_serial, s.frame_time, s.last_change = frame.serial, now, now
             if self._drawn is None:
                 pass  # pixels only moved: nothing for the video detector
+            elif s is not None and all(s.rect.left <= r.left and r.right <= s.rect.right and s.rect.top <= r.top
+                                       and r.bottom <= s.rect.bottom for r in touched):
+                self._stream_own_frame(s, touched)
             elif sum(r.area for r in touched) <= SMALL_FRAME_PIXELS:
                 deferred = (frame.serial, now)
             else:
@@ -839,9 +845,25 @@ class DisplayPipeline:
             else:
                 self._not_video = (hot, now + NOT_VIDEO_RECHECK)
 
+    def _stream_own_frame(self, s: VideoStream, touched: list[Rect]) -> None:
+        """A frame that drew inside the running stream only: no detector work (its cell counts are for
+        finding a video).  Every :data:`STREAM_LOOK_EVERY` such frames, a stream whose drawing shrank
+        to under 60% of its area ends; the detector then finds the smaller video afresh."""
+        box = self._stream_box
+        for r in touched:
+            box = r if box is None else box.union(r)
+        self._stream_frames += 1
+        if self._stream_frames % STREAM_LOOK_EVERY:
+            self._stream_box = box
+            return
+        self._stream_box = None
+        if box is not None and overlap(box, s.rect) < 0.6:
+            self._end_stream()
+
     def _start_stream(self, rect: Rect, serial: int, now: float) -> None:
         s = VideoStream(next(self._stream_ids) % MAX_STREAMS, rect, self.grid.outer(rect), serial, now, now)
         self._stream = s
+        self._stream_frames, self._stream_box = 0, None
         self.stats.streams += 1
         for c in self._clients:
             if c.streams_allowed and not c._full:

@@ -226,3 +226,41 @@ def test_video_detector_quiet_frames_count_like_any_other():
         hot += a is not None
         assert np.array_equal(fast.hits, full.hits) and np.array_equal(fast.last, full.last)
     assert hot  # some bursts did get hot
+
+
+def test_a_stream_whose_video_shrinks_ends_and_the_smaller_video_streams_again(monkeypatch):
+    """Frames drawn inside a running stream skip the detector; when what they draw shrinks to a corner
+    the stream ends within STREAM_LOOK_EVERY frames and a stream of the smaller area follows."""
+    from spice.display import pipeline
+    from spice.display.pipeline import STREAM_LOOK_EVERY
+
+    clock = [1000.0]  # 25 frames per second
+    monkeypatch.setattr(pipeline.time, "monotonic", lambda: clock[0])
+    g = FakeGuest(256, 192, 7)
+    g.fb[..., :3] = 90
+    p = DisplayPipeline(g)
+    c = p.attach(ImageCaps.from_caps({3}, GTK, "spice-gtk", lossy=True), lambda: None)
+    canvas = ShadowCanvas(256, 192)
+    canvas.apply(c.take())
+    for t in range(20):
+        clock[0] += 0.04
+        video_frame(g, t)
+        g.finish()
+        canvas.apply(c.take())
+    big = p.active_stream
+    assert big is not None and big.rect.intersect(VIDEO) == VIDEO
+    small = Rect(VIDEO.left, VIDEO.top, VIDEO.left + 96, VIDEO.top + 80)  # (streams are at least 64x64)
+    yy, xx = np.mgrid[0:small.height, 0:small.width]
+    creates = []
+    for t in range(20, 40 + 2 * STREAM_LOOK_EVERY):  # ends at the second look; 10 hits to restart
+        clock[0] += 0.04
+        v = g.fb[small.top:small.bottom, small.left:small.right]
+        v[..., 0], v[..., 1], v[..., 2] = (xx + 3 * t) % 256, (yy * 2 + t) % 256, (xx + yy + 5 * t) % 256
+        g.report(small)
+        g.finish()
+        cmds = c.take()
+        creates += [x for x in cmds if isinstance(x, StreamCreate)]
+        canvas.apply(cmds)
+    s = p.active_stream
+    assert s is not None and s is not big and s.rect.intersect(small) == small and s.rect.area < big.rect.area / 2
+    assert [x.rect for x in creates] == [s.rect]
