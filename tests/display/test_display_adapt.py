@@ -7,28 +7,11 @@ import time
 
 import numpy as np
 import pytest
-from fakeguest import FakeGuest
-from test_display_streams import GTK, video_frame
+from test_display_streams import streaming_client, video_frame
 
-from spice.display.caps import ImageCaps
 from spice.display.commands import StreamData, StreamDestroy
-from spice.display.pipeline import STREAM_QUALITY_MIN, STREAM_QUALITY_STEP, DisplayPipeline, stream_quality
-from spice.display.shadow import ShadowCanvas, visible
-
-
-def streaming_client():
-    g = FakeGuest(256, 192, 7)
-    g.fb[..., :3] = 90
-    p = DisplayPipeline(g)
-    c = p.attach(ImageCaps.from_caps({3}, GTK, "spice-gtk", lossy=True), lambda: None)
-    sh = ShadowCanvas(256, 192)
-    sh.apply(c.take())
-    for t in range(15):
-        video_frame(g, t)
-        g.finish()
-        sh.apply(c.take())
-    assert p.active_stream is not None
-    return g, p, c, sh
+from spice.display.pipeline import STREAM_QUALITY_MIN, STREAM_QUALITY_STEP, stream_quality
+from spice.display.shadow import visible
 
 
 def frame_data(g, c, sh, t) -> bytes:

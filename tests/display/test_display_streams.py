@@ -26,6 +26,24 @@ def video_frame(g: FakeGuest, t: int) -> None:
     g.report(VIDEO)
 
 
+def streaming_client(before_frame=lambda: None):
+    """A lossy spice-gtk client of a flat desktop whose VIDEO area plays until it streams (15 frames,
+    ``before_frame()`` before each): (guest, pipeline, client, the client's canvas)."""
+    g = FakeGuest(256, 192, 7)
+    g.fb[..., :3] = 90
+    p = DisplayPipeline(g)
+    c = p.attach(ImageCaps.from_caps({3}, GTK, "spice-gtk", lossy=True), lambda: None)
+    sh = ShadowCanvas(256, 192)
+    sh.apply(c.take())
+    for t in range(15):
+        before_frame()
+        video_frame(g, t)
+        g.finish()
+        sh.apply(c.take())
+    assert p.active_stream is not None
+    return g, p, c, sh
+
+
 def test_video_area_streams_to_lossy_clients_only_then_lossless_refresh():
     g = FakeGuest(256, 192, 7)
     g.fb[..., :3] = 90  # flat desktop: only the video is photographic
@@ -236,24 +254,18 @@ def test_a_stream_whose_video_shrinks_ends_and_the_smaller_video_streams_again(m
 
     clock = [1000.0]  # 25 frames per second
     monkeypatch.setattr(pipeline.time, "monotonic", lambda: clock[0])
-    g = FakeGuest(256, 192, 7)
-    g.fb[..., :3] = 90
-    p = DisplayPipeline(g)
-    c = p.attach(ImageCaps.from_caps({3}, GTK, "spice-gtk", lossy=True), lambda: None)
-    canvas = ShadowCanvas(256, 192)
-    canvas.apply(c.take())
-    for t in range(20):
+
+    def tick() -> None:
         clock[0] += 0.04
-        video_frame(g, t)
-        g.finish()
-        canvas.apply(c.take())
+
+    g, p, c, canvas = streaming_client(tick)
     big = p.active_stream
     assert big is not None and big.rect.intersect(VIDEO) == VIDEO
     small = Rect(VIDEO.left, VIDEO.top, VIDEO.left + 96, VIDEO.top + 80)  # (streams are at least 64x64)
     yy, xx = np.mgrid[0:small.height, 0:small.width]
     creates = []
-    for t in range(20, 40 + 2 * STREAM_LOOK_EVERY):  # ends at the second look; 10 hits to restart
-        clock[0] += 0.04
+    for t in range(15, 35 + 2 * STREAM_LOOK_EVERY):  # ends at the second look; 10 hits to restart
+        tick()
         v = g.fb[small.top:small.bottom, small.left:small.right]
         v[..., 0], v[..., 1], v[..., 2] = (xx + 3 * t) % 256, (yy * 2 + t) % 256, (xx + yy + 5 * t) % 256
         g.report(small)
