@@ -830,8 +830,8 @@ class DisplayPipeline:
     # -- video streams
     def _video(self, serial: int, now: float) -> None:
         """Feed the cells drawn by this frame to the video detector; start or end the stream."""
+        hot = self._detector.update(self._drawn, now)
         s = self._stream
-        hot = self._detector.update(self._drawn, now, s.cells if s is not None else None)
         if s is not None:
             if hot is not None and overlap(hot, s.rect) < 0.6:
                 self._end_stream()

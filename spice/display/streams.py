@@ -49,12 +49,8 @@ class VideoDetector:
         self.last = np.full(grid.shape, -1e9)
         self._newest = -1e9  # latest update that changed cells
 
-    def update(self, changed: np.ndarray, now: float, inside: tuple[slice, slice] | None = None) -> Rect | None:
-        """Account one frame's changed cells; return the bounding box of the hot cells, if big enough.
-
-        ``inside``: the cells of a running stream.  When every changed cell lies there, hot cells are
-        looked for there only (a stream's own frames: the rest of the screen had no change to make it
-        hot; a change outside takes the whole-screen look)."""
+    def update(self, changed: np.ndarray, now: float) -> Rect | None:
+        """Account one frame's changed cells; return the bounding box of the hot cells, if big enough."""
         rows = np.flatnonzero(changed.any(axis=1))  # only the changed cells' box is touched (a key: a few cells)
         if not len(rows):
             return None
@@ -73,18 +69,11 @@ class VideoDetector:
         np.copyto(last, now, where=ch)
         if not ((hits >= self.min_hits) & ch).any():
             return None  # nothing hot changed in this frame (a running stream keeps its area meanwhile)
-        oy = ox = 0
-        hits_v, last_v = self.hits, self.last
-        if inside is not None:
-            ys, xs = inside
-            if ys.start <= y0 and y1 <= ys.stop and xs.start <= x0 and x1 <= xs.stop:
-                oy, ox = ys.start, xs.start
-                hits_v, last_v = self.hits[ys, xs], self.last[ys, xs]
-        hot = (hits_v >= self.min_hits) & ((now - last_v) < self.interval)
+        hot = (self.hits >= self.min_hits) & ((now - self.last) < self.interval)
         if not hot.any():
             return None
-        rows = np.flatnonzero(hot.any(axis=1)) + oy
-        cols = np.flatnonzero(hot.any(axis=0)) + ox
+        rows = np.flatnonzero(hot.any(axis=1))
+        cols = np.flatnonzero(hot.any(axis=0))
         r = self.grid.cell_rect(int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
         if r.width < self.min_size or r.height < self.min_size:
             return None
