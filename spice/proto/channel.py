@@ -122,15 +122,19 @@ class ChannelProtocol:
     def data_to_send(self, ignore_window: bool = False) -> bytes:
         """Bytes of the queued messages the ACK window allows (all of them with ``ignore_window``,
         used when closing).  Every message sent counts against the window."""
-        return b"".join(self.messages_to_send(ignore_window))
+        return b"".join([part for parts in self._release(ignore_window) for part in parts])
 
     def messages_to_send(self, ignore_window: bool = False) -> list[bytes]:
         """:meth:`data_to_send` as one bytes object per message."""
-        out: list[bytes] = []
+        return [b"".join(parts) for parts in self._release(ignore_window)]
+
+    def _release(self, ignore_window: bool) -> list[list[bytes]]:
+        """Take the messages the window allows off the queue (each as its header and body parts)."""
+        out: list[list[bytes]] = []
         q = self._queue
         while q and (ignore_window or not self.ack_window or self.unacked <= 2 * self.ack_window):
             size, parts = q.popleft()
-            out.append(parts[0] if len(parts) == 1 else b"".join(parts))
+            out.append(parts)
             self._queued_bytes -= size
             self.messages_out += 1
             self.bytes_out += size

@@ -494,7 +494,7 @@ class ChannelConnection:
         data = self.protocol.data_to_send(ignore_window)
         if not data:
             return False
-        self.writer.write(data)  # the connection's writer: WebSocket framing, TLS
+        self.writer.write(data)  # the connection's writer: plain TCP or WebSocket framing
         return True
 
     def _sent_all(self) -> bool:
