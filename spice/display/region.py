@@ -24,7 +24,7 @@ class CellGrid:
         self.screen = Rect(0, 0, width, height)
 
     def new_mask(self, value: bool = False) -> np.ndarray:
-        return np.full(self.shape, value, bool)
+        return np.ones(self.shape, bool) if value else np.zeros(self.shape, bool)  # (np.full is Python)
 
     def clip(self, r: Rect) -> Rect:
         if r.left >= 0 and r.top >= 0 and r.right <= self.width and r.bottom <= self.height:

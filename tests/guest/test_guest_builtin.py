@@ -677,3 +677,12 @@ def test_framebuffer_changes_only_when_a_frame_is_made():
     assert not np.array_equal(g.framebuffer, before)
     s.check()
     assert np.array_equal(g.desktop.compose(Rect(0, 0, 800, 600)), g.framebuffer)
+
+
+def test_clock_text_matches_strftime_across_minutes():
+    from spice.guests.builtin.guest import clock_text
+
+    t = datetime(2026, 12, 31, 23, 58, 57)
+    for _ in range(200):
+        assert clock_text(t) == t.strftime("%a %Y-%m-%d %H:%M:%S")
+        t += timedelta(seconds=1)

@@ -65,6 +65,20 @@ def test_put_damages_only_changed_pixels():
     assert changed_bbox(s.fb, s.fb.copy()) is None
 
 
+def test_changed_bbox_matches_brute_force_small_and_large():
+    rnd = np.random.default_rng(5)
+    for h, w in ((15, 8), (40, 100), (120, 300)):  # under and over SMALL_DIFF pixels
+        old = rnd.integers(0, 255, (h, w, 4), np.uint8)
+        for _ in range(20):
+            new = old.copy()
+            for _ in range(rnd.integers(0, 4)):
+                y, x = rnd.integers(0, h), rnd.integers(0, w)
+                new[y, x, rnd.integers(0, 4)] ^= 1
+            ys, xs = np.nonzero((old != new).any(axis=2))
+            want = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1) if ys.size else None
+            assert changed_bbox(old, new) == want
+
+
 def test_copy_outside_screen_is_refused():
     s = Surface(16, 16)
     try:

@@ -16,14 +16,21 @@ import numpy as np
 
 from ..base import CopyRect, Damage, DisplayOp, Fill, Rect
 
+SMALL_DIFF = 4096  # pixels up to which changed_bbox lists the changed pixels instead of scanning per axis
+
 
 def changed_bbox(old: np.ndarray, new: np.ndarray) -> tuple[int, int, int, int] | None:
     """Bounding box ``(x0, y0, x1, y1)`` of pixels that differ between two BGRX arrays."""
     diff = old.view(np.uint32)[:, :, 0] != new.view(np.uint32)[:, :, 0]
-    rows = np.flatnonzero(diff.any(axis=1))
+    if diff.size <= SMALL_DIFF:  # a glyph or so: one nonzero, no per-axis passes (C calls only)
+        ys, xs = diff.nonzero()
+        if ys.size == 0:
+            return None
+        return int(np.minimum.reduce(xs)), int(ys[0]), int(np.maximum.reduce(xs)) + 1, int(ys[-1]) + 1
+    rows = np.flatnonzero(np.logical_or.reduce(diff, axis=1))
     if rows.size == 0:
         return None
-    cols = np.flatnonzero(diff[rows[0]:rows[-1] + 1].any(axis=0))
+    cols = np.flatnonzero(np.logical_or.reduce(diff[rows[0]:rows[-1] + 1], axis=0))
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
