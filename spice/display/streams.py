@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spice.display.region import CellGrid
+from spice.display.region import CellGrid, marked
 from spice.guests.base import Rect
 
 MAX_STREAMS = 64  # SPICE stream ids are 0..63
@@ -51,6 +51,13 @@ class VideoDetector:
 
     def update(self, changed: np.ndarray, now: float) -> Rect | None:
         """Account one frame's changed cells; return the bounding box of the hot cells, if big enough."""
+        if now - self._newest >= self.interval and self.min_hits > 1:
+            # every run of changes ended (a clock tick): nothing to count.  These cells' old times are
+            # over ``interval`` ago, so a change in the next frame counts them from 1 (not 2): one
+            # frame later to turn hot, no array work for a lone frame
+            if marked(changed):
+                self._newest = now
+            return None
         rows = np.flatnonzero(changed.any(axis=1))  # only the changed cells' box is touched (a key: a few cells)
         if not len(rows):
             return None
@@ -58,12 +65,7 @@ class VideoDetector:
         y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
         box = (slice(y0, y1), slice(x0, x1))
         ch, hits, last = changed[box], self.hits[box], self.last[box]  # (views: written in place)
-        quiet = now - self._newest >= self.interval
         self._newest = now
-        if quiet and self.min_hits > 1:  # every run of changes ended (a clock tick): these cells start new ones
-            hits[ch] = 1
-            last[ch] = now
-            return None
         counted = np.where((now - last) < self.interval, np.minimum(hits + 1, 60000), 1).astype(np.uint16)
         np.copyto(hits, counted, where=ch)
         np.copyto(last, now, where=ch)

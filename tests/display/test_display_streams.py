@@ -213,17 +213,17 @@ def test_small_frames_are_taken_before_detection_and_a_stream_started_after_them
     assert kinds.count(StreamCreate) == 1 and kinds.count(StreamData) == 1
 
 
-def test_video_detector_quiet_frames_count_like_any_other():
-    """A frame after a quiet spell (a clock tick) takes the detector's short path: the hit counts and
-    the hot areas it reports stay those of the full computation, over random bursts and pauses."""
+def test_video_detector_skips_frames_after_a_quiet_spell_and_counts_the_rest_in_full():
+    """A frame after a quiet spell (a clock tick) takes the detector's short path: no counting at all.
+    Every other frame counts as in the full computation (which here never sees the quiet ones): the hit
+    counts and the hot areas reported stay the same over random bursts and pauses."""
     from spice.display.region import CellGrid
     from spice.display.streams import VideoDetector
 
     grid = CellGrid(320, 240)
     fast, full = VideoDetector(grid, min_size=16), VideoDetector(grid, min_size=16)
-    full._newest = float("inf")  # never quiet: always the full computation
     rng = np.random.default_rng(3)
-    now, hot = 0.0, 0
+    now, previous, hot, skipped = 0.0, -1e9, 0, 0
     for _ in range(600):
         now += float(rng.choice([0.03, 0.1, 0.3, 1.0], p=[0.6, 0.2, 0.1, 0.1]))
         changed = np.zeros(grid.shape, bool)
@@ -232,11 +232,14 @@ def test_video_detector_quiet_frames_count_like_any_other():
         else:
             y, x = int(rng.integers(0, 20)), int(rng.integers(0, 30))
             changed[y:y + int(rng.integers(1, 10)), x:x + int(rng.integers(1, 10))] = True
-        a, b = fast.update(changed, now), full.update(changed, now)
+        quiet, previous = now - previous >= fast.interval, now
+        skipped += quiet
+        full._newest = float("inf")  # never quiet: always the full computation
+        a, b = fast.update(changed, now), None if quiet else full.update(changed, now)
         assert a == b
         hot += a is not None
         assert np.array_equal(fast.hits, full.hits) and np.array_equal(fast.last, full.last)
-    assert hot  # some bursts did get hot
+    assert hot and skipped  # some bursts did get hot, some frames came after a pause
 
 
 def test_a_stream_whose_video_shrinks_ends_and_the_smaller_video_streams_again(monkeypatch):

@@ -184,7 +184,7 @@ class BuiltinGuest(Guest):
             except Exception as err:
                 failed.set_exception(err)
                 return
-            timer = loop.call_later(delay(), tick)
+            timer = loop.call_at(loop.time() + delay(), tick)  # (call_later's own frame saved)
 
         tick()
         try:
