@@ -17,6 +17,7 @@ class TopBar(Window):
     """Always-on-top strip across the screen; the clock sits in a fixed box at its right end."""
 
     always_on_top = True
+    exact_damage = False  # its changes are whole text cells (nothing above it): no pixel diff per tick
     CLOCK_CHARS = 23  # "Thu 2026-11-26 14:05:09" / "up 1d 02:03:04" fit
 
     def __init__(self, width: int, label: str = "aiospice  builtin guest") -> None:
