@@ -395,7 +395,7 @@ class DisplayClient:
 
     def _refresh_lossy(self, now: float) -> bool:
         """Schedule a lossless redraw of JPEG areas that stayed unchanged; True if some remain lossy."""
-        if not marked(self._lossy):
+        if not self._lossy_since or not marked(self._lossy):
             return False
         if now - self._lossy_since < self._pipeline.refresh_delay:
             return True
@@ -418,7 +418,7 @@ class DisplayClient:
         p = self._pipeline
         grid = p.grid
         dirty_any = marked(self._dirty)  # no dirty / lossy cells (a client that keeps up): skip mask work
-        lossy_any = marked(self._lossy)
+        lossy_any = self._lossy_since > 0.0 and marked(self._lossy)  # (no JPEG sent yet: none)
         self._exact_ok = (not self._frames_pending and not self._cmds and not self._ctrl
                           and not dirty_any and events[-1][0] == "mask"
                           and all(ev[0] in ("fills", "copy") for ev in events[:-1]))
