@@ -686,3 +686,24 @@ def test_clock_text_matches_strftime_across_minutes():
     for _ in range(200):
         assert clock_text(t) == t.strftime("%a %Y-%m-%d %H:%M:%S")
         t += timedelta(seconds=1)
+
+
+def test_terminal_sync_without_changes_draws_nothing_but_redraws_an_invalidated_grid():
+    g = BuiltinGuest(640, 480, clock=lambda: FROZEN)
+    t = g.terminal
+    t.type_text("echo hi")
+    g.flush()
+    before = g.framebuffer.copy()
+    drawn = t.grid.drawn + t.grid.copies
+    t.sync()
+    assert t.grid.drawn + t.grid.copies == drawn  # the model did not change: no cell drawn
+    t.grid.invalidate()  # the buffer under the grid was redrawn by other means
+    a = t.area
+    t.buf[a.top:a.bottom, a.left:a.right] = 0
+    t.sync()
+    assert t.grid.drawn + t.grid.copies > drawn
+    g.desktop.schedule()
+    t.invalidate(Rect(0, 0, t.w, t.h))
+    g.flush()
+    box = (slice(t.y + a.top, t.y + a.bottom), slice(t.x + a.left, t.x + a.right))
+    assert np.array_equal(g.framebuffer[box], before[box])

@@ -54,6 +54,7 @@ class Terminal(Window):
         self._synced: tuple[int, int, int, int] | None = None
         self._synced_rows: list[str] = []
         self._synced_live = 0
+        self._synced_key: tuple | None = None  # _model_key() at the last sync
 
     # -- what is on the terminal
     @property
@@ -217,7 +218,14 @@ class Terminal(Window):
         a = self.area
         return "ibeam" if a.left <= x < a.right and a.top <= y < a.bottom else "arrow"
 
+    def _model_key(self) -> tuple:
+        """Everything the rows on screen follow from (committed lines are only ever appended or dropped)."""
+        return (self.base, len(self.committed), self.offset, self.at_prompt, self.input, self.pos, self.prompt,
+                self.cols, self.rows)
+
     def sync(self) -> None:
+        if self._model_key() == self._synced_key and self.grid.rows == self._synced_rows:
+            return  # nothing changed since the last sync (a clock tick's frame)
         committed, live, top, (cur_row, cur_col) = self._view()
         nc = len(committed)
         abs_top = self.base + top
@@ -259,3 +267,4 @@ class Terminal(Window):
             grid.draw(r, text)
             drawn[r] = (line, cursor, shown[r])
         self._synced, self._synced_rows, self._synced_live = state, list(grid.rows), len(live)
+        self._synced_key = self._model_key()
