@@ -133,6 +133,9 @@ class DisplayClient:
         self._wakeup = wakeup
         self._full = True
         self._dirty = pipeline.grid.new_mask()
+        # False only while _dirty is known to be empty: every write that may mark it sets this first,
+        # so the per-frame emptiness checks skip the mask scan for a client that keeps up
+        self._maybe_dirty = False
         self._ctrl: list[DrawCommand] = []  # Resize / StreamCreate / StreamDestroy, in order
         self._cmds: list[DrawCommand] = []  # pass-through DrawFill / CopyBits
         self._frames_pending = 0
@@ -175,8 +178,13 @@ class DisplayClient:
     @property
     def pending(self) -> bool:
         s = self._stream
-        return (self._full or bool(self._ctrl) or bool(self._cmds) or marked(self._dirty)
+        return (self._full or bool(self._ctrl) or bool(self._cmds) or self._dirty_marked()
                 or (s is not None and s.frame_serial > self._stream_serial))
+
+    def _dirty_marked(self) -> bool:
+        if self._maybe_dirty and not marked(self._dirty):
+            self._maybe_dirty = False
+        return self._maybe_dirty
 
     def take(self, max_bytes: int | None = None) -> list[DrawCommand]:
         """Commands that bring this client from its previous take to the latest frame.
@@ -185,7 +193,7 @@ class DisplayClient:
         the rest stays pending.
         """
         if (self._cmds and not self._ctrl and not self._full and self._stream is None
-                and not marked(self._dirty) and not marked(self._refresh)):
+                and not self._dirty_marked() and not marked(self._refresh)):
             return self._take_passthrough()
         p = self._pipeline
         out: list[DrawCommand] = list(self._ctrl)
@@ -196,6 +204,7 @@ class DisplayClient:
             elif isinstance(cmd, StreamDestroy):
                 self._open_streams.discard(cmd.stream_id)
         if self._full:
+            self._maybe_dirty = True
             self._dirty[:] = True
             self._full = False
         out.extend(self._cmds)
@@ -216,7 +225,7 @@ class DisplayClient:
         dirty = self._dirty
         refresh_any = marked(self._refresh)
         bands: list[tuple[Rect, bool]] = []
-        if marked(dirty):  # (few mask operations: a key's frame is on the key-to-pixel path)
+        if self._dirty_marked():  # (few mask operations: a key's frame is on the key-to-pixel path)
             refresh = dirty & self._refresh if refresh_any else None
             if refresh is not None and not refresh.any():
                 refresh = None
@@ -226,11 +235,13 @@ class DisplayClient:
             if refresh is not None:
                 bands += [(b, False) for r in grid.rects(refresh) for b in p.bands(r)]
             dirty[:] = False
+            self._maybe_dirty = False
         if refresh_any:
             self._refresh[:] = False
         self._exact_ok = False
         for i, (band, lossy_ok) in enumerate(bands):
             if max_bytes is not None and total >= max_bytes and out:
+                self._maybe_dirty = True
                 for rest, rest_lossy in bands[i:]:
                     self._dirty[grid.outer(rest)] = True
                     if not rest_lossy and jpeg:
@@ -370,6 +381,7 @@ class DisplayClient:
         self._ctrl.append(Resize(self._pipeline.grid.width, self._pipeline.grid.height))
         self._cmds.clear()
         self._dirty = self._pipeline.grid.new_mask()
+        self._maybe_dirty = False
         self._frames_pending = 0
         self._exact_ok = False
         self._stream = None
@@ -389,6 +401,7 @@ class DisplayClient:
         else:
             self._ctrl.append(StreamDestroy(s.id))
         self._stream = None
+        self._maybe_dirty = True
         self._dirty[s.cells] = True  # lossless refresh of the area
         if self.jpeg_allowed:
             self._refresh[s.cells] = True
@@ -400,6 +413,7 @@ class DisplayClient:
         if now - self._lossy_since < self._pipeline.refresh_delay:
             return True
         self._refresh |= self._lossy
+        self._maybe_dirty = True
         self._dirty |= self._lossy
         self._lossy[:] = False
         self._notify()
@@ -407,6 +421,8 @@ class DisplayClient:
 
     def _degrade(self) -> None:
         grid = self._pipeline.grid
+        if self._cmds:
+            self._maybe_dirty = True
         for cmd in self._cmds:
             for r in cmd.clip_rects if isinstance(cmd, DrawFill) and cmd.clip else (cmd.rect,):
                 self._dirty[grid.outer(r)] = True
@@ -417,7 +433,7 @@ class DisplayClient:
             return
         p = self._pipeline
         grid = p.grid
-        dirty_any = marked(self._dirty)  # no dirty / lossy cells (a client that keeps up): skip mask work
+        dirty_any = self._dirty_marked()  # no dirty / lossy cells (a client that keeps up): skip mask work
         lossy_any = self._lossy_since > 0.0 and marked(self._lossy)  # (no JPEG sent yet: none)
         self._exact_ok = (not self._frames_pending and not self._cmds and not self._ctrl
                           and not dirty_any and events[-1][0] == "mask"
@@ -426,6 +442,7 @@ class DisplayClient:
         passthrough = self._frames_pending <= p.max_passthrough_frames
         if not passthrough and self._cmds:
             self._degrade()
+            dirty_any = True
         dirty = self._dirty
         lossy = self._lossy
         stream = self._stream
@@ -471,6 +488,7 @@ class DisplayClient:
                 elif lossy_any:
                     lossy[grid.inner(dest)] = False
                 self._cmds.append(CopyBits(src.left, src.top, dest))
+        self._maybe_dirty = dirty_any  # (an upper bound: dirty_any is set by every write that marks)
         if len(self._cmds) > p.max_passthrough_cmds:
             self._degrade()
         if stream is not None:

@@ -41,9 +41,11 @@ def test_random_sessions_stay_exact(seed):
         if rng.random() < 0.04:
             g.resize(int(rng.integers(20, 140)), int(rng.integers(20, 100)))
         for c, sh in clients:
+            assert c._maybe_dirty or not c._dirty.any(), step  # the emptiness shortcut's invariant
             if rng.random() < 0.6:
                 budget = None if rng.random() < 0.5 else int(rng.integers(1, 5000))
                 sh.apply(c.take(budget))
+                assert c._maybe_dirty or not c._dirty.any(), step
                 if not c.caps.lossy and not c.pending:
                     assert np.array_equal(sh.bgr(), visible(p.snapshot)), (step, c.caps.profile)
     p.tick(time.monotonic() + 1000)  # streams end, JPEG areas are refreshed losslessly
