@@ -12,16 +12,14 @@ import pytest
 from fakeguest import FakeGuest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
-from browser import HTML5_DIR, chromium, chromium_available, html5_canvas_rgba, new_page, start_html5_site  # noqa: E402
+from browser import HTML5_DIR, browser_marks, chromium, html5_canvas_rgba, new_page, start_html5_site  # noqa: E402
 
 from spice.server.config import ServerConfig  # noqa: E402
 from spice.server.server import SpiceServer  # noqa: E402
 
 W, H = 256, 160
 pytestmark = [
-    pytest.mark.peer,
-    pytest.mark.timeout(120),
-    pytest.mark.skipif(not chromium_available(), reason="chromium or playwright missing"),
+    *browser_marks(),
     pytest.mark.skipif(not (HTML5_DIR / "spice_auto.html").exists(), reason="spice-html5 not installed"),
 ]
 

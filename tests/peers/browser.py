@@ -16,6 +16,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -38,6 +39,13 @@ def chromium_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def browser_marks(timeout: int = 120) -> list:
+    """The ``pytestmark`` of a module that drives Chromium: a peer test with a ``timeout``, skipped
+    without Chromium or Playwright."""
+    return [pytest.mark.peer, pytest.mark.timeout(timeout),
+            pytest.mark.skipif(not chromium_available(), reason="chromium or playwright missing")]
 
 
 @contextlib.asynccontextmanager

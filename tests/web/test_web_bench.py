@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
-from browser import HTML5_DIR, chromium, chromium_available, new_page, start_html5_site  # noqa: E402  # noqa: E402
+from browser import HTML5_DIR, browser_marks, chromium, new_page, start_html5_site  # noqa: E402
 from test_web_browser import canvas_matches_guest, wait_for  # noqa: E402
 from test_web_spicehtml5 import html5_rgb  # noqa: E402
 
@@ -21,10 +21,8 @@ from spice.server.config import ServerConfig  # noqa: E402
 from spice.server.server import SpiceServer  # noqa: E402
 
 pytestmark = [
+    *browser_marks(300),
     pytest.mark.bench,
-    pytest.mark.peer,
-    pytest.mark.timeout(300),
-    pytest.mark.skipif(not chromium_available(), reason="chromium or playwright missing"),
 ]
 
 W, H = 800, 600

@@ -14,18 +14,14 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
-from browser import chromium, chromium_available, new_page  # noqa: E402
+from browser import browser_marks, chromium, new_page  # noqa: E402
 
 from spice.guests.builtin import BuiltinGuest  # noqa: E402
 from spice.guests.builtin.cursor import shapes  # noqa: E402
 from spice.server.config import ServerConfig  # noqa: E402
 from spice.server.server import SpiceServer  # noqa: E402
 
-pytestmark = [
-    pytest.mark.peer,
-    pytest.mark.timeout(120),
-    pytest.mark.skipif(not chromium_available(), reason="chromium or playwright missing"),
-]
+pytestmark = browser_marks()
 
 W, H = 800, 600
 

@@ -11,20 +11,15 @@ from pathlib import Path
 
 import lz4.block
 import numpy as np
-import pytest
 import simplejpeg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
-from browser import chromium, chromium_available, new_page  # noqa: E402
+from browser import browser_marks, chromium, new_page  # noqa: E402
 
 from spice.display import images  # noqa: E402
 from spice.display.caps import ImageType  # noqa: E402
 
-pytestmark = [
-    pytest.mark.peer,
-    pytest.mark.timeout(120),
-    pytest.mark.skipif(not chromium_available(), reason="chromium or playwright missing"),
-]
+pytestmark = browser_marks()
 
 DECODE_JS = """async (b64s) => {
   const { decodeImage } = await import('/spice/decoders/image.js');

@@ -11,10 +11,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
-from browser import chromium, chromium_available, new_page  # noqa: E402
+from browser import browser_marks, chromium, new_page  # noqa: E402
 
 from spice.display import images  # noqa: E402
 from spice.display.caps import ImageType  # noqa: E402
@@ -23,11 +22,7 @@ from spice.display.shadow import ShadowCanvas  # noqa: E402
 from spice.guests.base import Rect  # noqa: E402
 from spice.proto import display as pd  # noqa: E402
 
-pytestmark = [
-    pytest.mark.peer,
-    pytest.mark.timeout(120),
-    pytest.mark.skipif(not chromium_available(), reason="chromium or playwright missing"),
-]
+pytestmark = browser_marks()
 
 W, H = 320, 200
 

@@ -5,21 +5,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
 from test_web_browser import canvas_matches_guest, open_client, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
-from browser import chromium, chromium_available  # noqa: E402
+from browser import browser_marks, chromium  # noqa: E402
 from scenes import many_fills_guest  # noqa: E402
 
 from spice.server.config import ServerConfig  # noqa: E402
 from spice.server.server import SpiceServer  # noqa: E402
 
-pytestmark = [
-    pytest.mark.peer,
-    pytest.mark.timeout(120),
-    pytest.mark.skipif(not chromium_available(), reason="chromium or playwright missing"),
-]
+pytestmark = browser_marks()
 
 
 async def test_browser_draws_grouped_fills_exactly(monkeypatch):

@@ -11,19 +11,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
-from browser import chromium, chromium_available, new_page  # noqa: E402
+from browser import browser_marks, chromium, new_page  # noqa: E402
 
 from spice.display import images  # noqa: E402
 from spice.proto import display as pd  # noqa: E402
 
-pytestmark = [
-    pytest.mark.peer,
-    pytest.mark.timeout(120),
-    pytest.mark.skipif(not chromium_available(), reason="chromium or playwright missing"),
-]
+pytestmark = browser_marks()
 
 W, H = 64, 48
 

@@ -11,16 +11,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
 import spicegtk  # noqa: E402
-from browser import chromium, chromium_available, new_page  # noqa: E402
+from browser import browser_marks, chromium, new_page  # noqa: E402
 from test_web_browser import canvas_matches_guest, frozen_guest, url, wait_for  # noqa: E402
 
 from spice.server.config import ServerConfig  # noqa: E402
 from spice.server.server import SpiceServer  # noqa: E402
 
 pytestmark = [
-    pytest.mark.peer,
-    pytest.mark.timeout(180),
-    pytest.mark.skipif(not chromium_available(), reason="chromium or playwright missing"),
+    *browser_marks(180),
     pytest.mark.skipif(not spicegtk.have_spice_glib(), reason="SpiceClientGLib missing"),
 ]
 
