@@ -18,8 +18,12 @@ for ``--seconds``:
   aiospice against spice-html5 on Xspice (:mod:`spice.display.browserbench`), both servers up at once
   and the keys going to each client in turns (the same machine load for both).
 
+* ``--rounds N`` measures every row N times, the two servers taking turns (aiospice, Xspice, aiospice,
+  ...), and pools the windows: a slow drift of the machine's load (the other tenants of a VM) then falls
+  on both servers alike.  The ``echo`` row always runs at least LATENCY_WINDOWS rounds.
+
     aiospice bench compare [--seconds 10] [--size 1024x768] [--workloads a,b,...] [--streaming on|off]
-                           [--ours-streaming mjpeg|lossy|off] [--browser]
+                           [--ours-streaming mjpeg|lossy|off] [--browser] [--rounds N]
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ from spice.display import wirebench
 ALL_WORKLOADS = ("idle-clock", "typing", "window-drag", "scroll", "video-320x240", "video-1080p",
                  "many-small-fills", "photo-slideshow", "echo")
 ROOT = Path(__file__).resolve().parents[2]
-# the key-latency rows (echo, echo-browser) run this many windows: a p99 of ~200 keys, not the worst of ~65
+# the key-latency rows (echo, echo-browser) run at least this many windows: a p99 of ~200 keys, not the
+# worst of ~65
 LATENCY_WINDOWS = 3
 
 
@@ -55,6 +60,8 @@ def register(sub) -> None:
     c.add_argument("--warmup", type=float, default=1.5, help="seconds after MARK before measuring")
     c.add_argument("--browser", action="store_true",
                    help="add echo-browser: key latency in Chromium, our web client vs spice-html5 on Xspice")
+    c.add_argument("--rounds", type=int, default=1,
+                   help="windows per row and server, the servers taking turns; the figures pool them")
     c.set_defaults(func=run_compare)
 
 
@@ -200,6 +207,24 @@ def percentile(values: list[float], q: float) -> float | None:
     return v[min(len(v) - 1, int(round(q * (len(v) - 1))))]
 
 
+def pool(results: list[dict]) -> dict:
+    """One result from several windows of the same server: bytes, CPU, seconds, frames and misses added,
+    latencies joined; any window's errors make it an error."""
+    errors = [e for r in results for e in r.get("errors") or []]
+    if errors:
+        return {"errors": errors}
+    out: dict = {"bytes": {}, "seconds": 0.0, "cpu": 0.0, "frames": 0, "latency_ms": [], "key_misses": 0}
+    for r in results:
+        for ch, n in (r.get("bytes") or {}).items():
+            out["bytes"][ch] = out["bytes"].get(ch, 0) + n
+        out["seconds"] += r.get("seconds") or 0.0
+        out["cpu"] += r.get("cpu", 0.0)
+        out["frames"] += r.get("frames") or 0
+        out["latency_ms"] += r.get("latency_ms") or []
+        out["key_misses"] += r.get("key_misses", 0)
+    return out
+
+
 def summarise(r: dict, seconds: float) -> dict:
     """Per-10-s bytes and CPU, fps and latency percentiles from one probe result."""
     sec = max(r.get("seconds") or seconds, 1e-9)
@@ -246,18 +271,18 @@ def format_table(rows: list[tuple[str, str, dict | str]]) -> list[str]:
 
 async def compare(workloads: list[str], width: int, height: int, seconds: float, streaming: str = "on",
                   warmup: float = 1.5, echo=print, ours_streaming: str | None = None,
-                  browser: bool = False) -> list[tuple[str, str, dict | str]]:
+                  browser: bool = False, rounds: int = 1) -> list[tuple[str, str, dict | str]]:
     """Measure every workload on both servers; return (workload, server, summary-or-error) rows.
 
     ``browser``: one more row, ``echo-browser``: key latency in Chromium, our web client on aiospice
-    against spice-html5 on Xspice."""
+    against spice-html5 on Xspice.  ``rounds``: windows per row and server, in turns, pooled."""
     rows: list[tuple[str, str, dict | str]] = []
     have_x = wirebench.xspice_available()
     runs = [(wl, False) for wl in workloads] + ([("echo", True)] if browser else [])
     for wl, in_browser in runs:
         label = "echo-browser" if in_browser else wl
-        window = seconds * LATENCY_WINDOWS if wl == "echo" else seconds
-        if in_browser and have_x:
+        if in_browser and have_x:  # one session, the keys in turns: as many keys as the echo row
+            window = seconds * max(rounds, LATENCY_WINDOWS)
             pair = await browser_in_turns(width, height, window, streaming, ours_streaming)
             for server, r in zip(("aiospice", "Xspice"), pair, strict=True):
                 rows.append((label, server, "; ".join(map(str, r["errors"])) if r.get("errors")
@@ -266,19 +291,25 @@ async def compare(workloads: list[str], width: int, height: int, seconds: float,
                 echo(f"  measured {label} on {server}: " + (s if isinstance(s, str) else
                      f"{s['cpu10']:.3f} CPU s/10s, {s['n_lat']} keys (in turns with the other)"), flush=True)
             continue
-        for server, fn in (("aiospice", measure_ours), ("Xspice", measure_xspice)):
+        n = max(rounds, LATENCY_WINDOWS) if wl == "echo" else max(1, rounds)
+        results: dict[str, list[dict]] = {"aiospice": [], "Xspice": []}
+        for _ in range(n):
+            for server, fn in (("aiospice", measure_ours), ("Xspice", measure_xspice)):
+                if server == "Xspice" and not have_x:
+                    continue
+                mode = ours_streaming if server == "aiospice" and ours_streaming else streaming
+                results[server].append(await fn(wl, width, height, seconds, mode, warmup, browser=in_browser))
+        for server in ("aiospice", "Xspice"):
             if server == "Xspice" and not have_x:
                 rows.append((label, server, "xserver-xspice not installed"))
                 continue
-            mode = ours_streaming if server == "aiospice" and ours_streaming else streaming
-            r = await fn(wl, width, height, window, mode, warmup, browser=in_browser)
-            if r.get("errors"):
-                rows.append((label, server, "; ".join(map(str, r["errors"]))))
-            else:
-                rows.append((label, server, summarise(r, window)))
+            r = pool(results[server])
+            rows.append((label, server, "; ".join(map(str, r["errors"])) if r.get("errors")
+                         else summarise(r, seconds * n)))
             s = rows[-1][2]
-            echo(f"  measured {label} on {server}: " + (s if isinstance(s, str) else
-                 f"{s['kb10']:.1f} KB/10s, {s['cpu10']:.3f} CPU s/10s, {s['fps']:.1f} fps"), flush=True)
+            echo(f"  measured {label} on {server}" + (f" ({n} windows)" if n > 1 else "") + ": "
+                 + (s if isinstance(s, str) else
+                    f"{s['kb10']:.1f} KB/10s, {s['cpu10']:.3f} CPU s/10s, {s['fps']:.1f} fps"), flush=True)
     return rows
 
 
@@ -293,9 +324,10 @@ def run_compare(args: argparse.Namespace) -> int:
           f"(SpiceClientGLib) client, streaming {args.streaming}"
           + (f" (aiospice --streaming {args.ours_streaming})" if args.ours_streaming else "") + "; bytes = all channels, CPU = server process(es) "
           "incl. the drawing client, latency in ms (echo: key press -> changed pixels, over "
-          f"{LATENCY_WINDOWS} windows)", flush=True)
+          f"{max(args.rounds, LATENCY_WINDOWS)} windows)"
+          + (f"; {args.rounds} windows per row and server, in turns" if args.rounds > 1 else ""), flush=True)
     rows = asyncio.run(compare(names, w, h, args.seconds, args.streaming, args.warmup,
-                               ours_streaming=args.ours_streaming, browser=args.browser))
+                               ours_streaming=args.ours_streaming, browser=args.browser, rounds=args.rounds))
     print()
     for line in format_table(rows):
         print(line)

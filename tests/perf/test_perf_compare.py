@@ -44,3 +44,14 @@ def test_perf_table_ratios():
     assert ours.split()[-5:] == ["0.70", "2.00", "1.00", "0.50", "1.00"]
     assert any("error: boom" in line for line in lines)
     assert compare.percentile([5.0, 1.0, 3.0], 0.5) == 3.0 and compare.percentile([], 0.5) is None
+
+
+def test_pool_adds_windows_and_keeps_errors():
+    a = {"bytes": {"2": 100, "1": 5}, "seconds": 10.0, "cpu": 0.2, "frames": 30, "latency_ms": [1.0], "key_misses": 1}
+    b = {"bytes": {"2": 300}, "seconds": 9.0, "cpu": 0.1, "frames": 20, "latency_ms": [2.0, 3.0], "key_misses": 0}
+    r = compare.pool([a, b])
+    assert r == {"bytes": {"2": 400, "1": 5}, "seconds": 19.0, "cpu": pytest.approx(0.3), "frames": 50,
+                 "latency_ms": [1.0, 2.0, 3.0], "key_misses": 1}
+    s = compare.summarise(r, 20.0)
+    assert s["display_kb10"] == pytest.approx(400 * 10 / 19.0 / 1000) and s["p50"] == 2.0 and s["n_lat"] == 3
+    assert compare.pool([a, {"errors": ["boom"]}]) == {"errors": ["boom"]}
