@@ -72,7 +72,7 @@ class DisplayChannel(Channel):
 
     @classmethod
     def server_caps(cls, server) -> frozenset[int]:
-        return frozenset({DisplayCap.MONITORS_CONFIG, DisplayCap.STREAM_REPORT})
+        return frozenset({DisplayCap.MONITORS_CONFIG, DisplayCap.STREAM_REPORT, DisplayCap.PREF_VIDEO_CODEC_TYPE})
 
     def start(self) -> None:
         self.client: Any = None
@@ -85,6 +85,10 @@ class DisplayChannel(Channel):
         self.stream_reports = 0
         self.profile = client_profile(self.common_caps, self.client_caps, self.conn.transport)
         self.monitors = DisplayCap.MONITORS_CONFIG in self.client_caps
+        self._codec_preference: list[int] | None = None  # PREFERRED_VIDEO_CODEC_TYPE (may come before INIT)
+        self._stream_frames: dict[int, int] = {}  # open stream id -> STREAM_DATA sent since its STREAM_CREATE
+        self._stale_refusals: dict[int, int] = {}  # stream id -> "no such stream" answers still to come for
+        # frames of a stream whose decoder failed (see _stream_refused)
         # drawing starts when DISPLAY_INIT arrives (spice-server waits for it too)
 
     def close(self) -> None:
@@ -103,6 +107,7 @@ class DisplayChannel(Channel):
             w, h = self.server.guest.size
             self._create_surface(w, h, destroy=False)
             self.client = self.server.display_pipeline.attach(caps, self.wakeup)
+            self._apply_codec_preference()
             glz = getattr(self.client, "glz", None)  # (the plain-bitmap pipeline sends no GLZ)
             if glz is not None:
                 glz.set_window(init.glz_dictionary_window_size)
@@ -110,13 +115,43 @@ class DisplayChannel(Channel):
         elif msg.type == DisplayMsgc.STREAM_REPORT:
             self.check_size(msg, STREAM_REPORT.size)
             sid, uid, _, _, frames, drops, delay, _ = STREAM_REPORT.unpack_from(msg.body)
-            if self.client is not None and self._report_ids.get(sid) == uid:  # else: an old stream's report
+            if frames == 0 and drops == 0xFFFFFFFF:
+                self._stream_refused(sid)
+            elif self.client is not None and self._report_ids.get(sid) == uid:  # else: an old stream's report
+                self._stale_refusals.pop(sid, None)
                 self.stream_reports += 1
                 self.client.stream_report(frames, drops, delay)
+        elif msg.type == DisplayMsgc.PREFERRED_VIDEO_CODEC_TYPE:
+            self.check_size(msg, 1)
+            n = msg.body[0]
+            self.check_size(msg, 1 + n)
+            self._codec_preference = list(msg.body[1:1 + n])
+            self._apply_codec_preference()
+            log.info("%s: preferred video codecs %s", self.conn.name, self._codec_preference)
         elif msg.type in DisplayMsgc:
-            pass  # preferences: only sent after caps we do not announce (6, 12)
+            pass  # the other preferences: only sent after caps we do not announce (6)
         else:  # pragma: no cover - filtered by known_messages
             raise ChannelError(f"unknown display message {msg.type}")
+
+    def _stream_refused(self, sid: int) -> None:
+        """spice-gtk's "no such stream" report (unique id 0, drops 0xFFFFFFFF): its decoder for stream
+        ``sid`` failed, and it answers each further frame of it the same way.  The first one makes the
+        pipeline drop that codec for this client (and reopen the stream in the next one, with the same
+        id); the answers to frames sent before that are not about the new stream."""
+        if self.client is None or sid not in self._stream_frames:
+            return
+        stale = self._stale_refusals.get(sid, 0)
+        if stale:
+            self._stale_refusals[sid] = stale - 1
+            return
+        self._stale_refusals[sid] = max(0, self._stream_frames[sid] - 1)
+        self.stream_reports += 1
+        self.client.stream_report(0, 0xFFFFFFFF, 0)
+
+    def _apply_codec_preference(self) -> None:
+        setter = getattr(self.client, "set_codec_preference", None)  # (the plain-bitmap pipeline has none)
+        if setter is not None and self._codec_preference is not None:
+            setter(self._codec_preference)
 
     def _create_surface(self, w: int, h: int, destroy: bool) -> None:
         if destroy:
@@ -201,9 +236,12 @@ class DisplayChannel(Channel):
             mm = int(max(cmd.timestamp, time.monotonic()) * 1000) + STREAM_DELAY_MS
             self.conn.protocol.send_parts(DisplayMsg.STREAM_DATA,
                                           [pd.STREAM_DATA.pack(cmd.stream_id, mm & 0xFFFFFFFF, len(cmd.data)), cmd.data])
+            self._stream_frames[cmd.stream_id] = self._stream_frames.get(cmd.stream_id, 0) + 1
         elif isinstance(cmd, StreamCreate):
             r = cmd.rect
-            send(DisplayMsg.STREAM_CREATE, pd.build_stream_create(cmd.stream_id, r.left, r.top, r.right, r.bottom))
+            send(DisplayMsg.STREAM_CREATE, pd.build_stream_create(cmd.stream_id, r.left, r.top, r.right, r.bottom,
+                                                                  cmd.codec))
+            self._stream_frames[cmd.stream_id] = 0
             if self.reports:
                 self._unique = (self._unique + 1) & 0xFFFFFFFF
                 self._report_ids[cmd.stream_id] = self._unique
@@ -212,6 +250,7 @@ class DisplayChannel(Channel):
         elif isinstance(cmd, StreamDestroy):
             send(DisplayMsg.STREAM_DESTROY, struct.pack("<I", cmd.stream_id))
             self._report_ids.pop(cmd.stream_id, None)
+            self._stream_frames.pop(cmd.stream_id, None)
         elif isinstance(cmd, InvalList):
             body = struct.pack("<H", len(cmd.ids)) + b"".join(INVAL_ENTRY.pack(1, i) for i in cmd.ids)
             send(DisplayMsg.INVAL_LIST, body)

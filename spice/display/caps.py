@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from spice.display import video
 from spice.proto.display import DisplayCap, ImageType  # the one definition each; re-exported here
 
 PROFILES = ("spice-gtk", "spice-html5", "web")
@@ -18,7 +19,8 @@ class ImageCaps:
 
     ``types``: image types it decodes; ``force``: use this type for every image (benchmarks,
     tests); ``lossy``: JPEG allowed for photographic regions; ``mjpeg``: MJPEG video streams allowed;
-    ``cache_pixels``: its pixmap cache size in pixels (from DISPLAY_INIT; 0 = do not use the cache).
+    ``cache_pixels``: its pixmap cache size in pixels (from DISPLAY_INIT; 0 = do not use the cache);
+    ``video_codecs``: the stream codecs it decodes (SpiceVideoCodecType, :mod:`spice.display.video`).
     """
 
     profile: str
@@ -27,6 +29,7 @@ class ImageCaps:
     lossy: bool = False
     mjpeg: bool = False
     cache_pixels: int = 0
+    video_codecs: frozenset[int] = frozenset()
 
     @classmethod
     def from_caps(cls, common_caps: set[int] | frozenset[int], display_caps: set[int] | frozenset[int],
@@ -44,14 +47,16 @@ class ImageCaps:
             types = {ImageType.BITMAP, ImageType.LZ_RGB, ImageType.JPEG, ImageType.QUIC, ImageType.FROM_CACHE}
         else:  # our own browser client
             types = {ImageType.BITMAP, ImageType.LZ_RGB, ImageType.LZ4, ImageType.JPEG, ImageType.FROM_CACHE}
-        # MJPEG: every client understands it without MULTI_CODEC; with MULTI_CODEC it must announce it.
-        mjpeg = DisplayCap.MULTI_CODEC not in display_caps or DisplayCap.CODEC_MJPEG in display_caps
+        # MJPEG: every client understands it without MULTI_CODEC; with MULTI_CODEC it must announce it,
+        # and the others (VP8, H.264) too.
+        codecs = video.client_codecs(display_caps)
+        mjpeg = video.MJPEG in codecs
         forced = None if force is None else ImageType(force)
         if forced is not None and forced not in ENCODABLE_LOSSLESS + (ImageType.JPEG,):
             raise ValueError(f"cannot encode image type {forced.name}")
         if forced == ImageType.ZLIB_GLZ_RGB and forced not in types:  # spice-gtk only (per-client GLZ ids)
             raise ValueError(f"a {profile} client does not decode {forced.name}")
-        return cls(profile, frozenset(types), forced, lossy, mjpeg, cache_pixels)
+        return cls(profile, frozenset(types), forced, lossy, mjpeg, cache_pixels, codecs)
 
     def with_force(self, force: ImageType | int | None) -> ImageCaps:
         return replace(self, force=None if force is None else ImageType(force))

@@ -81,15 +81,18 @@ class InvalList:
 
 @dataclass(slots=True, unsafe_hash=True)  # a value (see the note above spice.guests.base.Rect)
 class StreamCreate:
-    """Open MJPEG video stream ``stream_id`` (0..63) drawing into ``rect``."""
+    """Open video stream ``stream_id`` (0..63) drawing into ``rect``, frames in ``codec``
+    (SpiceVideoCodecType: 1 MJPEG, 2 VP8, 3 H.264)."""
 
     stream_id: int
     rect: Rect
+    codec: int = 1
 
 
 @dataclass(slots=True, unsafe_hash=True)  # a value (see the note above spice.guests.base.Rect)
 class StreamData:
-    """One frame of stream ``stream_id``: ``data`` is a complete JPEG of ``rect``'s size."""
+    """One frame of stream ``stream_id``: ``data`` is one compressed frame of ``rect``'s size (a complete
+    JPEG for MJPEG)."""
 
     stream_id: int
     rect: Rect

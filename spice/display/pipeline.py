@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import logging
 import struct
 import time
 from collections import OrderedDict
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spice.display import glz, glzref, images
+from spice.display import glz, glzref, images, video
 from spice.display.caps import ImageCaps, ImageType
 from spice.display.commands import (
     CopyBits,
@@ -45,6 +46,7 @@ from spice.display.region import CellGrid, marked
 from spice.display.streams import MAX_STREAMS, VideoDetector, VideoStream, looks_photographic, overlap
 from spice.guests.base import CopyRect, Damage, Fill, Frame, Guest, GuestListener, Rect
 
+log = logging.getLogger("spice.display")
 MAX_BAND_PIXELS = 64 * 1024  # 256 KiB of raw BGRX per DrawCopy
 MAX_BAND_WIDTH = 2048
 FILL_CMD_BYTES = 41
@@ -141,6 +143,11 @@ class DisplayClient:
         self._frames_pending = 0
         self._stream: VideoStream | None = None
         self._stream_serial = -1
+        self._stream_create: StreamCreate | None = None  # how this client's stream was opened (its codec)
+        self._video: video.InterFrameEncoder | None = None  # its VP8 / H.264 encoder (MJPEG: shared encodes)
+        #: the client's own codec order (PREFERRED_VIDEO_CODEC_TYPE); None: the server's
+        self.codec_preference: tuple[int, ...] | None = None
+        self._refused_codecs: set[int] = set()  # codecs whose stream the client could not decode
         self._open_streams: set[int] = set()
         self._exact_ok = False  # dirty == exactly the latest frame's changes (send its exact boxes)
         self._lossy = pipeline.grid.new_mask()  # cells showing JPEG content
@@ -168,7 +175,22 @@ class DisplayClient:
 
     @property
     def streams_allowed(self) -> bool:
-        return self.lossy_allowed and self.caps.mjpeg and not self.streams_refused
+        return self.lossy_allowed and not self.streams_refused and self.streams_allowed_by_codecs()
+
+    def streams_allowed_by_codecs(self) -> bool:
+        return self.stream_codec(2, 2) is not None
+
+    def stream_codec(self, width: int, height: int) -> int | None:
+        """The codec a ``width`` x ``height`` stream to this client uses: the first of its preference (else
+        the server's order) that it decodes, did not refuse, and we encode."""
+        order = self.codec_preference or self._pipeline.video_codecs
+        return video.choose(order, self.caps.video_codecs - self._refused_codecs, width, height)
+
+    def set_codec_preference(self, codecs: list[int]) -> None:
+        """The client's PREFERRED_VIDEO_CODEC_TYPE: its order first, then the server's for the rest; the
+        next stream uses it."""
+        known = tuple(dict.fromkeys(c for c in codecs if c in video.NAMES))
+        self.codec_preference = (known + tuple(c for c in self._pipeline.video_codecs if c not in known)) or None
 
     @property
     def jpeg_allowed(self) -> bool:
@@ -216,7 +238,9 @@ class DisplayClient:
             now = time.monotonic()
             if s.frame_serial > self._stream_serial and now - self._last_stream_frame >= self.stream_interval:
                 quality = max(STREAM_QUALITY_MIN, stream_quality(s.rect) - self.stream_quality_drop)
-                out.append(p.stream_frame(s, quality))
+                frame = p.stream_frame(s, quality, self._inter_frame_encoder(s, quality))
+                if frame.data:  # (an encoder may hold a frame back: nothing to send for it)
+                    out.append(frame)
                 self._stream_serial = s.frame_serial
                 self._last_stream_frame = now
         total = sum(command_size(c) for c in out)
@@ -320,12 +344,18 @@ class DisplayClient:
     def stream_report(self, num_frames: int, num_drops: int, last_frame_delay: int) -> None:
         """Adapt to a STREAM_REPORT: dropped or late frames lower the MJPEG quality, then the frame
         rate; two good reports in a row win back a step (frame rate first).  ``num_frames == 0``
-        with ``num_drops == 0xFFFFFFFF`` means the client cannot decode the stream: no more streams."""
+        with ``num_drops == 0xFFFFFFFF`` means the client cannot decode the stream: its codec is not used again
+        for this client (the video goes on in the next codec it takes; none left: no more streams)."""
         if num_frames == 0 and num_drops == 0xFFFFFFFF:
-            self.streams_refused = True
-            s = self._stream
+            s, create = self._stream, self._stream_create
+            if create is not None:  # that codec fails on this client (a GStreamer decoder missing): not again
+                self._refused_codecs.add(create.codec)
+                log.info("display client cannot decode %s streams", video.NAMES.get(create.codec, create.codec))
+            self.streams_refused = not self.streams_allowed_by_codecs()
             if s is not None:
                 self._leave(s)
+                if not self.streams_refused:
+                    self._join(s)  # the same video in the next codec
                 self._notify()
             return
         total = num_frames + num_drops
@@ -385,21 +415,47 @@ class DisplayClient:
         self._frames_pending = 0
         self._exact_ok = False
         self._stream = None
+        self._drop_video()
         self._lossy = self._pipeline.grid.new_mask()
         self._refresh = self._pipeline.grid.new_mask()
 
-    def _join(self, s: VideoStream) -> None:
-        self._ctrl.append(StreamCreate(s.id, s.rect))
+    def _join(self, s: VideoStream) -> bool:
+        codec = self.stream_codec(s.rect.width, s.rect.height)
+        if codec is None:
+            return False
+        self._stream_create = StreamCreate(s.id, s.rect, codec)
+        self._ctrl.append(self._stream_create)
         self._stream = s
         self._stream_serial = -1
         self._dirty[s.cells] = False
+        return True
+
+    def _inter_frame_encoder(self, s: VideoStream, quality: int) -> video.InterFrameEncoder | None:
+        """This client's VP8 / H.264 encoder for ``s`` at ``quality`` (a new one, so a key frame, when the
+        quality changed); None for MJPEG."""
+        codec = self._stream_create.codec if self._stream_create is not None else video.MJPEG
+        if codec == video.MJPEG:
+            return None
+        enc = self._video
+        if enc is None or enc.quality != quality:
+            if enc is not None:
+                enc.close()
+            enc = self._video = video.InterFrameEncoder(codec, s.rect.width, s.rect.height, quality)
+        return enc
+
+    def _drop_video(self) -> None:
+        if self._video is not None:
+            self._video.close()
+            self._video = None
+        self._stream_create = None
 
     def _leave(self, s: VideoStream) -> None:
-        create = StreamCreate(s.id, s.rect)
-        if create in self._ctrl:  # never taken: forget it (keeps a stalled client's backlog bounded)
+        create = self._stream_create
+        if create is not None and create in self._ctrl:  # never taken: forget it (a stalled client's backlog)
             self._ctrl.remove(create)
         else:
             self._ctrl.append(StreamDestroy(s.id))
+        self._drop_video()
         self._stream = None
         self._maybe_dirty = True
         self._dirty[s.cells] = True  # lossless refresh of the area
@@ -522,10 +578,13 @@ class DisplayPipeline:
         self.image_cache = image_cache
         #: when set, every image is encoded with this type (tests, benchmarks), whatever the caps say
         self.force_type: ImageType | None = None
-        #: when not None, overrides every client's ``caps.lossy`` (server policy: allow MJPEG streams
+        #: when not None, overrides every client's ``caps.lossy`` (server policy: allow video streams
         #: and, with ``jpeg_stills``, JPEG for photographic still pieces)
         self.lossy: bool | None = None
         self.jpeg_stills = True
+        #: stream codecs in the server's order of preference (a client's PREFERRED_VIDEO_CODEC_TYPE
+        #: reorders them for that client); each client gets the first it decodes
+        self.video_codecs: tuple[int, ...] = video.DEFAULT_ORDER
         self.stats = PipelineStats()
         self._clients: list[DisplayClient] = []
         self._encoded: dict[tuple, DrawCommand] = {}
@@ -844,6 +903,7 @@ class DisplayPipeline:
     def _detach(self, client: DisplayClient) -> None:
         if client in self._clients:
             self._clients.remove(client)
+        client._drop_video()
 
     # -- video streams
     def _video(self, serial: int, now: float) -> None:
@@ -924,9 +984,18 @@ class DisplayPipeline:
         if s is not None and now - s.last_change > self.stream_idle:
             self._end_stream()
 
-    def stream_frame(self, s: VideoStream, quality: int | None = None) -> StreamData:
-        """The latest frame of ``s`` as one JPEG (encoded once per frame and quality, shared)."""
+    def stream_frame(self, s: VideoStream, quality: int | None = None,
+                     encoder: video.InterFrameEncoder | None = None) -> StreamData:
+        """The latest frame of ``s`` as one JPEG (encoded once per frame and quality, shared), or with
+        a client's own VP8 / H.264 ``encoder`` (encoded for that client only)."""
         quality = stream_quality(s.rect) if quality is None else quality
+        if encoder is not None:
+            t0 = time.process_time()
+            r = s.rect
+            data = encoder.encode(self._shot[r.top:r.bottom, r.left:r.right], int(s.frame_time * 1000))
+            self.stats.encode_seconds += time.process_time() - t0
+            self.stats.stream_frames += 1
+            return StreamData(s.id, r, data, s.frame_time)
         key = ("stream", s.id, s.frame_serial, quality)
         cmd = self._encoded.get(key)
         if cmd is None:

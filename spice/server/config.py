@@ -35,6 +35,7 @@ class ServerConfig:
     # with a lossless refresh once still, "off" = never lossy; frame-rate cap per client
     streaming: str = "auto"
     max_fps: float | None = None
+    video_codecs: tuple[int, ...] | None = None  # stream codecs, preferred first (None: spice.display.video's)
     extra: dict = field(default_factory=dict)
 
     def auth_error(self) -> str | None:

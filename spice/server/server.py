@@ -76,6 +76,8 @@ class SpiceServer:
                     self._pipeline.jpeg_stills = self.config.streaming == "lossy"  # + JPEG stills, refreshed
                 elif self.config.streaming == "off":
                     self._pipeline.lossy, self._pipeline.streams = False, False
+                if self.config.video_codecs:
+                    self._pipeline.video_codecs = self.config.video_codecs
         return self._pipeline
 
     def set_password(self, password: str | None, expires_in: float | None = None) -> None:

@@ -13,8 +13,10 @@ from fakeguest import FakeGuest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "peers"))
 import spicegtk  # noqa: E402
 
+from spice.display import video  # noqa: E402
 from spice.display.caps import ImageType  # noqa: E402
 from spice.guests.base import Rect  # noqa: E402
+from spice.proto import display as pd  # noqa: E402
 from spice.server.config import ServerConfig  # noqa: E402
 from spice.server.server import SpiceServer  # noqa: E402
 
@@ -90,12 +92,29 @@ async def test_spice_gtk_plays_an_mjpeg_stream_then_gets_the_lossless_picture(tm
     assert np.array_equal(shown[..., :3], guest.fb[..., :3])  # lossless refresh after the stream
 
 
-async def test_spice_gtk_shows_stream_frames_while_streaming(tmp_path):
+@pytest.mark.parametrize(("order", "gst_rank", "expect"), [
+    ((video.MJPEG,), "", [video.MJPEG]),
+    ((video.H264,), "", [video.H264]),
+    ((video.VP8,), "", [video.VP8]),
+    # spice-gtk announces H.264 (avdec_h264 is there) but cannot build the decoder without h264parse: it
+    # answers "no such stream", and the video goes on as MJPEG
+    ((video.H264, video.MJPEG), "h264parse:NONE", [video.H264, video.MJPEG]),
+], ids=["mjpeg", "h264", "vp8", "h264-undecodable-falls-back-to-mjpeg"])
+async def test_spice_gtk_shows_stream_frames_while_streaming(tmp_path, order, gst_rank, expect, monkeypatch):
+    """spice-gtk decodes our MJPEG, and (GStreamer's avdec_h264 / vp8dec) our H.264 and VP8 streams."""
+    if not all(video.available(c) for c in order):
+        pytest.skip("no H.264 / VP8 encoder (PyAV)")
+    if gst_rank:
+        monkeypatch.setenv("GST_PLUGIN_FEATURE_RANK", gst_rank)  # (for the client process)
     guest = FakeGuest(W, H, seed=22)
     guest.fb[..., :3] = 70
     srv = SpiceServer(guest, ServerConfig(port=0, password="pw"))
     pipeline = srv.display_pipeline
     pipeline.lossy = True
+    pipeline.video_codecs = order
+    codecs_sent = []
+    build = pd.build_stream_create
+    monkeypatch.setattr(pd, "build_stream_create", lambda *a: codecs_sent.append(a[5]) or build(*a))
     await srv.start()
     frames = []
     try:
@@ -106,7 +125,7 @@ async def test_spice_gtk_shows_stream_frames_while_streaming(tmp_path):
             if pipeline.clients and not pipeline.clients[0].pending:
                 break
             await asyncio.sleep(0.05)
-        video = Rect(40, 30, 200, 150)
+        area = Rect(40, 30, 200, 150)
         yy, xx = np.mgrid[0:120, 0:160]
         for t in range(100):  # 4 s of video: the dump lands in the middle of the stream
             v = guest.fb[30:150, 40:200]
@@ -114,7 +133,7 @@ async def test_spice_gtk_shows_stream_frames_while_streaming(tmp_path):
             v[..., 1] = (yy * 2 + 3 * t) % 256
             v[..., 2] = (xx + yy + 11 * t) % 256
             frames.append(v[..., :3].copy())
-            guest.report(video)
+            guest.report(area)
             guest.finish()
             await asyncio.sleep(0.04)
             if client.done():
@@ -129,6 +148,8 @@ async def test_spice_gtk_shows_stream_frames_while_streaming(tmp_path):
     assert errors[best] < 10, min(errors)
     assert best >= 12, "the picture is not a stream frame"  # the stream starts after ~10 frames
     assert pipeline.stats.streams >= 1
+    assert not pipeline.clients or not pipeline.clients[0].streams_refused  # (the client would say so)
+    assert codecs_sent == expect
 
 
 async def test_spice_gtk_shows_the_builtin_terminal_exactly(tmp_path):
