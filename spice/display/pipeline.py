@@ -148,6 +148,7 @@ class DisplayClient:
         #: the client's own codec order (PREFERRED_VIDEO_CODEC_TYPE); None: the server's
         self.codec_preference: tuple[int, ...] | None = None
         self._refused_codecs: set[int] = set()  # codecs whose stream the client could not decode
+        self._no_mjpeg = False  # MJPEG proved too big for this client's link (see _leave_mjpeg)
         self._open_streams: set[int] = set()
         self._exact_ok = False  # dirty == exactly the latest frame's changes (send its exact boxes)
         self._lossy = pipeline.grid.new_mask()  # cells showing JPEG content
@@ -184,7 +185,10 @@ class DisplayClient:
         """The codec a ``width`` x ``height`` stream to this client uses: the first of its preference (else
         the server's order) that it decodes, did not refuse, and we encode."""
         order = self.codec_preference or self._pipeline.video_codecs
-        return video.choose(order, self.caps.video_codecs - self._refused_codecs, width, height)
+        codecs = self.caps.video_codecs - self._refused_codecs
+        if self._no_mjpeg:  # (after the link proved too slow for it; the fallback if nothing else fits)
+            return video.choose(order, codecs - {video.MJPEG}, width, height) or video.choose(order, codecs, width, height)
+        return video.choose(order, codecs, width, height)
 
     def set_codec_preference(self, codecs: list[int]) -> None:
         """The client's PREFERRED_VIDEO_CODEC_TYPE: its order first, then the server's for the rest; the
@@ -342,8 +346,9 @@ class DisplayClient:
         return p.cache_me(cmd)
 
     def stream_report(self, num_frames: int, num_drops: int, last_frame_delay: int) -> None:
-        """Adapt to a STREAM_REPORT: dropped or late frames lower the MJPEG quality, then the frame
-        rate; two good reports in a row win back a step (frame rate first).  ``num_frames == 0``
+        """Adapt to a STREAM_REPORT: dropped or late frames lower the quality, then (an MJPEG stream of a
+        client that decodes H.264 or VP8) change to that codec, then lower the frame rate; two good reports
+        in a row win back a step (frame rate first).  ``num_frames == 0``
         with ``num_drops == 0xFFFFFFFF`` means the client cannot decode the stream: its codec is not used again
         for this client (the video goes on in the next codec it takes; none left: no more streams)."""
         if num_frames == 0 and num_drops == 0xFFFFFFFF:
@@ -364,7 +369,7 @@ class DisplayClient:
             top = max(0, STREAM_QUALITY - STREAM_QUALITY_MIN)
             if self.stream_quality_drop < top:
                 self.stream_quality_drop += STREAM_QUALITY_STEP
-            else:
+            elif not self._leave_mjpeg():
                 self.stream_interval = min(STREAM_MAX_INTERVAL, max(1 / 30, 2 * self.stream_interval))
             return
         self._good_reports += 1
@@ -442,6 +447,25 @@ class DisplayClient:
                 enc.close()
             enc = self._video = video.InterFrameEncoder(codec, s.rect.width, s.rect.height, quality)
         return enc
+
+    def _leave_mjpeg(self) -> bool:
+        """MJPEG at its lowest quality is still too much for this client's link: its streams go on in the
+        next codec of the order it decodes (H.264 or VP8: a tenth of the bytes for 3-6x the CPU), at the
+        default quality.  False when there is none (or the stream is not MJPEG)."""
+        s, create = self._stream, self._stream_create
+        if s is None or create is None or create.codec != video.MJPEG or self._no_mjpeg:
+            return False
+        self._no_mjpeg = True
+        codec = self.stream_codec(s.rect.width, s.rect.height)
+        if codec in (None, video.MJPEG):
+            self._no_mjpeg = False
+            return False
+        log.info("display client: MJPEG at its lowest quality drops frames, streams go on in %s", video.NAMES[codec])
+        self.stream_quality_drop = 0
+        self._leave(s)
+        self._join(s)
+        self._notify()
+        return True
 
     def _drop_video(self) -> None:
         if self._video is not None:

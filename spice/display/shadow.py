@@ -55,12 +55,12 @@ class ShadowCanvas:
             elif isinstance(cmd, StreamCreate):
                 if cmd.stream_id in self.streams:
                     raise AssertionError(f"stream {cmd.stream_id} created twice")
-                self.streams[cmd.stream_id] = cmd.rect
+                self.streams[cmd.stream_id] = (cmd.rect, _decoder(cmd.codec))
             elif isinstance(cmd, StreamData):
-                r = self.streams[cmd.stream_id]
+                r, decoder = self.streams[cmd.stream_id]
                 if r != cmd.rect:
                     raise AssertionError("stream frame for another rectangle")
-                img = simplejpeg.decode_jpeg(cmd.data, colorspace="BGRX")
+                img = decoder(cmd.data)
                 self.pixels[r.top:r.bottom, r.left:r.right] = img[:r.height, :r.width]
                 self.stream_frames += 1
             elif isinstance(cmd, StreamDestroy):
@@ -74,6 +74,24 @@ class ShadowCanvas:
     def bgr(self) -> np.ndarray:
         """The visible colour (X byte ignored) as ``(h, w)`` uint32."""
         return self.pixels.view(np.uint32)[..., 0] & 0x00FFFFFF
+
+
+def _decoder(codec: int):
+    """``data -> (h, w, 4) BGRX`` for one stream: JPEG frames alone, VP8 / H.264 with PyAV's decoder (one
+    per stream: each frame depends on the ones before)."""
+    if codec == 1:
+        return lambda data: simplejpeg.decode_jpeg(data, colorspace="BGRX")
+    import av
+
+    ctx = av.CodecContext.create({2: "vp8", 3: "h264"}[codec], "r")
+
+    def decode(data: bytes) -> np.ndarray:
+        frames = ctx.decode(av.Packet(data))
+        if len(frames) != 1:
+            raise AssertionError(f"a stream frame decoded to {len(frames)} pictures")
+        return frames[0].to_ndarray(format="bgra")
+
+    return decode
 
 
 def visible(fb: np.ndarray) -> np.ndarray:

@@ -153,6 +153,16 @@ async def test_short_message_body_closes(server, healthy, caplog):
     await still_healthy(healthy[0])
 
 
+@pytest.mark.parametrize("body,need", [(b"", "need 1"), (b"\x05\x03\x01", "need 6")])
+async def test_short_preferred_video_codec_list_closes(server, healthy, caplog, body, need):
+    _, init = healthy
+    disp = await TestChannel.connect(server.ports["plain"], ChannelType.DISPLAY, connection_id=init.session_id)
+    disp.send(DisplayMsgc.PREFERRED_VIDEO_CODEC_TYPE, body)  # u8 count, then that many codec bytes
+    await disp.read_until_closed(5)
+    assert logged(caplog, need)
+    await still_healthy(healthy[0])
+
+
 async def test_client_that_stops_acking_is_bounded_then_dropped(server, healthy, caplog):
     """A display client that never ACKs gets at most 2*window+1 messages while the guest keeps
     drawing, nothing piles up in the server, it is dropped after ack_timeout, and a second display
