@@ -129,3 +129,69 @@ async def test_spice_html5_plays_an_mjpeg_stream_then_shows_the_lossless_picture
         await srv.close()
         httpd.shutdown()
         httpd.server_close()
+
+
+VIDEO_PIXELS_JS = """() => {
+  const v = document.querySelector('video');
+  if (!v || v.readyState < 2 || !v.videoWidth) return null;
+  const c = document.createElement('canvas');
+  c.width = v.videoWidth; c.height = v.videoHeight;
+  const ctx = c.getContext('2d');
+  ctx.drawImage(v, 0, 0);
+  return {w: c.width, h: c.height, px: Array.from(ctx.getImageData(0, 0, c.width, c.height).data)};
+}"""
+
+
+async def test_spice_html5_plays_our_vp8_stream():
+    """spice-html5 announces VP8 when Chromium's MediaSource takes WebM/VP8; it wraps our raw VP8 frames
+    in WebM clusters for a <video> element over its canvas: that element shows our frames."""
+    from spice.display import video
+
+    if not video.available(video.VP8):
+        pytest.skip("no VP8 encoder (PyAV)")
+    httpd, site = start_html5_site()
+    guest = FakeGuest(W, H, seed=13)
+    guest.fb[..., :3] = 60
+    srv = SpiceServer(guest, ServerConfig(port=0, disable_ticketing=True, extra={"allow_origin": [site]}))
+    await srv.start()
+    pipeline = srv.display_pipeline
+    pipeline.lossy = True
+    pipeline.video_codecs = (video.VP8, video.MJPEG)
+    frames, shown = [], None
+    try:
+        async with chromium() as browser:
+            page = await new_page(browser)
+            await page.goto(f"{site}/spice_auto.html?host=127.0.0.1&port={srv.ports['plain']}&path=spice")
+            for _ in range(60):
+                bgr = await canvas_bgr(page)
+                if bgr is not None and np.array_equal(bgr, guest.fb[..., :3]):
+                    break
+                await asyncio.sleep(0.25)
+            assert pipeline.clients and video.VP8 in pipeline.clients[0].caps.video_codecs
+            yy, xx = np.mgrid[0:120, 0:160]
+            for t in range(100):  # 4 s of video; its picture is read from the <video> element meanwhile
+                v = guest.fb[20:140, 40:200]
+                v[..., 0] = (xx + 7 * t) % 256
+                v[..., 1] = (yy * 2 + 3 * t) % 256
+                v[..., 2] = (xx + yy + 11 * t) % 256
+                frames.append(guest.fb[..., :3].copy())
+                guest.report(Rect(40, 20, 200, 140))
+                guest.finish()
+                await asyncio.sleep(0.04)
+                if t >= 60 and t % 5 == 0 and shown is None:
+                    got = await page.evaluate(VIDEO_PIXELS_JS)
+                    if got is not None:
+                        shown = np.array(got["px"], np.uint8).reshape(got["h"], got["w"], 4)
+            client = pipeline.clients[0]
+            assert not client.streams_refused and client._stream_create.codec == video.VP8
+            r = pipeline.active_stream.rect  # (cell-aligned: a little more than the drawn area)
+    finally:
+        await srv.close()
+        httpd.shutdown()
+        httpd.server_close()
+    assert shown is not None, "no <video> picture: " + " | ".join(page.console_lines[-5:])
+    assert shown.shape[:2] == (r.height, r.width)
+    errors = [np.abs(shown[..., 2::-1].astype(int) - f[r.top:r.bottom, r.left:r.right]).mean()
+              for f in frames]  # (RGBA -> BGR)
+    assert min(errors) < 12, min(errors)
+    assert int(np.argmin(errors)) >= 12  # a frame of the stream, not the picture before it
