@@ -1,5 +1,5 @@
 """spice-html5 0.3 (Chromium) decodes what the html5 profile gets — LZ_RGB, fills, COPY_BITS — exactly,
-on adversarial content (noise, UI, flat areas, overlapping copies)."""
+on adversarial content (noise, UI, flat areas, overlapping copies), and plays our MJPEG and VP8 streams."""
 
 from __future__ import annotations
 
