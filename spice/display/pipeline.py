@@ -241,8 +241,10 @@ class DisplayClient:
             self._dirty[s.cells] = False
             now = time.monotonic()
             if s.frame_serial > self._stream_serial and now - self._last_stream_frame >= self.stream_interval:
-                quality = max(STREAM_QUALITY_MIN, stream_quality(s.rect) - self.stream_quality_drop)
-                frame = p.stream_frame(s, quality, self._inter_frame_encoder(s, quality))
+                encoder = self._inter_frame_encoder(s)
+                quality = encoder.quality if encoder is not None else \
+                    max(STREAM_QUALITY_MIN, stream_quality(s.rect) - self.stream_quality_drop)
+                frame = p.stream_frame(s, quality, encoder)
                 if frame.data:  # (an encoder may hold a frame back: nothing to send for it)
                     out.append(frame)
                 self._stream_serial = s.frame_serial
@@ -346,9 +348,9 @@ class DisplayClient:
         return p.cache_me(cmd)
 
     def stream_report(self, num_frames: int, num_drops: int, last_frame_delay: int) -> None:
-        """Adapt to a STREAM_REPORT: dropped or late frames lower the quality, then (an MJPEG stream of a
-        client that decodes H.264 or VP8) change to that codec, then lower the frame rate; two good reports
-        in a row win back a step (frame rate first).  ``num_frames == 0``
+        """Adapt to a STREAM_REPORT: dropped or late frames lower the MJPEG quality, then (a client that
+        decodes H.264 or VP8) change to that codec, then lower the frame rate (H.264 / VP8: the frame rate
+        only); two good reports in a row win back a step (frame rate first).  ``num_frames == 0``
         with ``num_drops == 0xFFFFFFFF`` means the client cannot decode the stream: its codec is not used again
         for this client (the video goes on in the next codec it takes; none left: no more streams)."""
         if num_frames == 0 and num_drops == 0xFFFFFFFF:
@@ -367,9 +369,9 @@ class DisplayClient:
         if (total and num_drops / total > STREAM_BAD_DROPS) or last_frame_delay < 0:
             self._good_reports = 0
             top = max(0, STREAM_QUALITY - STREAM_QUALITY_MIN)
-            if self.stream_quality_drop < top:
+            if self.stream_quality_drop < top and not self._inter_frame:
                 self.stream_quality_drop += STREAM_QUALITY_STEP
-            elif not self._leave_mjpeg():
+            elif self._inter_frame or not self._leave_mjpeg():
                 self.stream_interval = min(STREAM_MAX_INTERVAL, max(1 / 30, 2 * self.stream_interval))
             return
         self._good_reports += 1
@@ -435,18 +437,20 @@ class DisplayClient:
         self._dirty[s.cells] = False
         return True
 
-    def _inter_frame_encoder(self, s: VideoStream, quality: int) -> video.InterFrameEncoder | None:
-        """This client's VP8 / H.264 encoder for ``s`` at ``quality`` (a new one, so a key frame, when the
-        quality changed); None for MJPEG."""
+    def _inter_frame_encoder(self, s: VideoStream) -> video.InterFrameEncoder | None:
+        """This client's VP8 / H.264 encoder for ``s`` (made at its first frame); None for MJPEG.  Its quality
+        stays the default: a new quality would need a new encoder, and so a key frame, the biggest frame
+        there is (the adaptation lowers the frame rate instead)."""
         codec = self._stream_create.codec if self._stream_create is not None else video.MJPEG
         if codec == video.MJPEG:
             return None
-        enc = self._video
-        if enc is None or enc.quality != quality:
-            if enc is not None:
-                enc.close()
-            enc = self._video = video.InterFrameEncoder(codec, s.rect.width, s.rect.height, quality)
-        return enc
+        if self._video is None:
+            self._video = video.InterFrameEncoder(codec, s.rect.width, s.rect.height, stream_quality(s.rect))
+        return self._video
+
+    @property
+    def _inter_frame(self) -> bool:
+        return self._stream_create is not None and self._stream_create.codec != video.MJPEG
 
     def _leave_mjpeg(self) -> bool:
         """MJPEG at its lowest quality is still too much for this client's link: its streams go on in the
