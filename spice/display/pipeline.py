@@ -241,14 +241,19 @@ class DisplayClient:
             self._dirty[s.cells] = False
             now = time.monotonic()
             if s.frame_serial > self._stream_serial and now - self._last_stream_frame >= self.stream_interval:
-                encoder = self._inter_frame_encoder(s)
-                quality = encoder.quality if encoder is not None else \
-                    max(STREAM_QUALITY_MIN, stream_quality(s.rect) - self.stream_quality_drop)
-                frame = p.stream_frame(s, quality, encoder)
-                if frame.data:  # (an encoder may hold a frame back: nothing to send for it)
-                    out.append(frame)
-                self._stream_serial = s.frame_serial
-                self._last_stream_frame = now
+                try:
+                    encoder = self._inter_frame_encoder(s)
+                    quality = encoder.quality if encoder is not None else \
+                        max(STREAM_QUALITY_MIN, stream_quality(s.rect) - self.stream_quality_drop)
+                    frame = p.stream_frame(s, quality, encoder)
+                except video.EncoderError as err:  # as if the client could not decode it: the next codec
+                    log.warning("video encoder failed: %s", err)
+                    self.stream_report(0, 0xFFFFFFFF, 0)
+                else:
+                    if frame.data:  # (an encoder may hold a frame back: nothing to send for it)
+                        out.append(frame)
+                    self._stream_serial = s.frame_serial
+                    self._last_stream_frame = now
         total = sum(command_size(c) for c in out)
         grid = p.grid
         jpeg = self.jpeg_allowed

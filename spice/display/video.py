@@ -84,18 +84,31 @@ def crf_for(codec: int, quality: int) -> int:
     return max(0, min(51, round(16 + (100 - q) * 0.3)))  # libx264 0..51
 
 
+class EncoderError(Exception):
+    """An H.264 / VP8 encoder could not be made or refused a frame."""
+
+
 class InterFrameEncoder:
     """One client's VP8 or H.264 encoder for one stream of ``width`` x ``height`` BGRX frames."""
 
     def __init__(self, codec: int, width: int, height: int, quality: int) -> None:
+        self.codec, self.width, self.height, self.quality = codec, width, height, quality
+        self._pts = -1
+        self.frames = 0
+        try:
+            self._ctx = self._open()
+        except Exception as err:  # PyAV raises its FFmpeg errors, ValueError, ...
+            raise EncoderError(f"{NAMES[codec]} {width}x{height}: {err}") from err
+
+    def _open(self):
         import av
 
-        self.codec, self.width, self.height, self.quality = codec, width, height, quality
+        codec, width, height = self.codec, self.width, self.height
         ctx = av.CodecContext.create(_LIBS[codec], "w")
         ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
         ctx.time_base = Fraction(1, 1000)
         ctx.gop_size = KEYFRAME_EVERY
-        crf = str(crf_for(codec, quality))
+        crf = str(crf_for(codec, self.quality))
         if codec == VP8:
             # constrained quality: crf within a generous ceiling (bits per pixel at 30 fps)
             ctx.bit_rate = max(500_000, width * height * 30 // 4)
@@ -104,18 +117,22 @@ class InterFrameEncoder:
         else:
             ctx.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": crf, "bf": "0",
                            "threads": "2"}
-        self._ctx = ctx
-        self._pts = -1
-        self.frames = 0
+        ctx.open()
+        return ctx
 
     def encode(self, pixels: np.ndarray, time_ms: int) -> bytes:
         """The compressed frame of ``pixels`` (``(height, width, 4)`` BGRX) shown at ``time_ms``."""
         import av
 
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="bgra")
-        self._pts = max(self._pts + 1, int(time_ms))  # strictly increasing, whatever the clock did
-        frame.pts = self._pts
-        data = b"".join(bytes(p) for p in self._ctx.encode(frame))
+        if self._ctx is None:
+            raise EncoderError("encoder closed")
+        try:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="bgra")
+            self._pts = max(self._pts + 1, int(time_ms))  # strictly increasing, whatever the clock did
+            frame.pts = self._pts
+            data = b"".join(bytes(p) for p in self._ctx.encode(frame))
+        except Exception as err:
+            raise EncoderError(f"{NAMES[self.codec]} frame: {err}") from err
         self.frames += 1
         return data
 

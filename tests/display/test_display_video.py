@@ -168,3 +168,24 @@ def test_mjpeg_too_big_for_the_link_goes_on_in_h264_then_the_frame_rate_drops():
     for _ in range(5):
         c.stream_report(5, 5, 10)  # still too much: now the frame rate goes down
     assert c.stream_interval > 0 and c._stream_create.codec == video.H264
+
+
+@needs_av
+def test_failing_encoder_hands_the_stream_to_the_next_codec(monkeypatch):
+    g = FakeGuest(256, 192, 7)
+    g.fb[..., :3] = 90
+    p = DisplayPipeline(g)
+    p.video_codecs = (video.VP8, video.MJPEG)
+    c = lossy_client(p)
+    sh = ShadowCanvas(256, 192)
+    sh.apply(c.take())
+
+    def broken(self, pixels, time_ms):
+        raise video.EncoderError("out of memory")
+
+    monkeypatch.setattr(video.InterFrameEncoder, "encode", broken)
+    (cmds,) = play(g, [c], [sh], range(20))
+    assert [x.codec for x in cmds if isinstance(x, StreamCreate)] == [video.VP8, video.MJPEG]
+    assert sum(isinstance(x, StreamData) for x in cmds) >= 3 and not c.streams_refused
+    with pytest.raises(video.EncoderError):  # (and a bad size is an EncoderError too, not a crash)
+        video.InterFrameEncoder(video.H264, 0, 0, 60)
