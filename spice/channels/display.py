@@ -181,7 +181,11 @@ class DisplayChannel(Channel):
         if (self.direct_write and self.marked and transport is not None and not transport.is_closing()
                 and transport.get_write_buffer_size() == 0 and not getattr(conn, "_closing", True)):
             proto = conn.protocol
-            while proto.room > 0 and self.has_pending():
+            more = True  # (writing to the transport below draws nothing new: its answer stays true)
+            while proto.room > 0:
+                more = self.has_pending()
+                if not more:
+                    break
                 before = proto.queued
                 self.produce()
                 if proto.queued == before:
@@ -190,7 +194,7 @@ class DisplayChannel(Channel):
                 flush = getattr(conn.writer, "flush", None)
                 if flush is not None:  # WebSocket: frame and send now, not on the next loop turn
                     flush()
-                if proto.queued == 0 and not self.has_pending():
+                if not more and proto.queued == 0:
                     return  # all written: nothing for the write task
         self.conn.wakeup()
 

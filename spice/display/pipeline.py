@@ -149,6 +149,7 @@ class DisplayClient:
         self.codec_preference: tuple[int, ...] | None = None
         self._refused_codecs: set[int] = set()  # codecs whose stream the client could not decode
         self._no_mjpeg = False  # MJPEG proved too big for this client's link (see _leave_mjpeg)
+        self._codec_ok: bool | None = None  # some codec works for this client's streams (None: find out)
         self._open_streams: set[int] = set()
         self._exact_ok = False  # dirty == exactly the latest frame's changes (send its exact boxes)
         self._lossy = pipeline.grid.new_mask()  # cells showing JPEG content
@@ -176,10 +177,15 @@ class DisplayClient:
 
     @property
     def streams_allowed(self) -> bool:
-        return self.lossy_allowed and not self.streams_refused and self.streams_allowed_by_codecs()
+        ok = self._codec_ok
+        if ok is None:  # (checked on every frame: worked out again only when the codec choice changed)
+            ok = self._codec_ok = self.stream_codec(2, 2) is not None
+        return ok and self.lossy_allowed and not self.streams_refused
 
-    def streams_allowed_by_codecs(self) -> bool:
-        return self.stream_codec(2, 2) is not None
+    def codecs_changed(self) -> None:
+        """The codec order, the refused codecs or the MJPEG verdict changed: work out :attr:`streams_allowed`
+        again."""
+        self._codec_ok = None
 
     def stream_codec(self, width: int, height: int) -> int | None:
         """The codec a ``width`` x ``height`` stream to this client uses: the first of its preference (else
@@ -195,6 +201,7 @@ class DisplayClient:
         next stream uses it."""
         known = tuple(dict.fromkeys(c for c in codecs if c in video.NAMES))
         self.codec_preference = (known + tuple(c for c in self._pipeline.video_codecs if c not in known)) or None
+        self.codecs_changed()
 
     @property
     def jpeg_allowed(self) -> bool:
@@ -362,8 +369,9 @@ class DisplayClient:
             s, create = self._stream, self._stream_create
             if create is not None:  # that codec fails on this client (a GStreamer decoder missing): not again
                 self._refused_codecs.add(create.codec)
+                self.codecs_changed()
                 log.info("display client cannot decode %s streams", video.NAMES.get(create.codec, create.codec))
-            self.streams_refused = not self.streams_allowed_by_codecs()
+            self.streams_refused = self.stream_codec(2, 2) is None
             if s is not None:
                 self._leave(s)
                 if not self.streams_refused:
@@ -469,6 +477,7 @@ class DisplayClient:
         if codec in (None, video.MJPEG):
             self._no_mjpeg = False
             return False
+        self.codecs_changed()
         log.info("display client: MJPEG at its lowest quality drops frames, streams go on in %s", video.NAMES[codec])
         self.stream_quality_drop = 0
         self._leave(s)
@@ -615,9 +624,7 @@ class DisplayPipeline:
         #: and, with ``jpeg_stills``, JPEG for photographic still pieces)
         self.lossy: bool | None = None
         self.jpeg_stills = True
-        #: stream codecs in the server's order of preference (a client's PREFERRED_VIDEO_CODEC_TYPE
-        #: reorders them for that client); each client gets the first it decodes
-        self.video_codecs: tuple[int, ...] = video.DEFAULT_ORDER
+        self._video_codecs: tuple[int, ...] = video.DEFAULT_ORDER
         self.stats = PipelineStats()
         self._clients: list[DisplayClient] = []
         self._encoded: dict[tuple, DrawCommand] = {}
@@ -633,6 +640,18 @@ class DisplayPipeline:
         guest.add_listener(self._listener)
 
     # -- public
+    @property
+    def video_codecs(self) -> tuple[int, ...]:
+        """Stream codecs in the server's order of preference (a client's PREFERRED_VIDEO_CODEC_TYPE reorders
+        them for that client); each client gets the first it decodes."""
+        return self._video_codecs
+
+    @video_codecs.setter
+    def video_codecs(self, codecs: tuple[int, ...]) -> None:
+        self._video_codecs = tuple(codecs)
+        for c in self._clients:
+            c.codecs_changed()
+
     def attach(self, caps: ImageCaps, wakeup: Callable[[], None]) -> DisplayClient:
         """A new client; its first :meth:`DisplayClient.take` returns the whole screen."""
         client = DisplayClient(self, caps, wakeup)
@@ -1025,7 +1044,7 @@ class DisplayPipeline:
         if encoder is not None:
             t0 = time.process_time()
             r = s.rect
-            data = encoder.encode(self._shot[r.top:r.bottom, r.left:r.right], int(s.frame_time * 1000))
+            data = encoder.encode(self._shot[r.top:r.bottom, r.left:r.right])
             self.stats.encode_seconds += time.process_time() - t0
             self.stats.stream_frames += 1
             return StreamData(s.id, r, data, s.frame_time)

@@ -32,6 +32,7 @@ CAP_OF = {MJPEG: DisplayCap.CODEC_MJPEG, VP8: DisplayCap.CODEC_VP8, H264: Displa
 #: our default order: MJPEG first (its encode is 5-10x cheaper: 7 ms against 27 (x264) or 43 ms (libvpx)
 #: of CPU per 1080p frame here), the others for links where bytes count (a tenth of MJPEG's)
 DEFAULT_ORDER = (MJPEG, H264, VP8)
+NOMINAL_FPS = 30
 KEYFRAME_EVERY = 300  # frames: a decoder that lost its way recovers within this many
 _LIBS = {VP8: "libvpx", H264: "libx264"}
 
@@ -93,7 +94,6 @@ class InterFrameEncoder:
 
     def __init__(self, codec: int, width: int, height: int, quality: int) -> None:
         self.codec, self.width, self.height, self.quality = codec, width, height, quality
-        self._pts = -1
         self.frames = 0
         try:
             self._ctx = self._open()
@@ -106,7 +106,9 @@ class InterFrameEncoder:
         codec, width, height = self.codec, self.width, self.height
         ctx = av.CodecContext.create(_LIBS[codec], "w")
         ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
-        ctx.time_base = Fraction(1, 1000)
+        # frame numbers at a nominal 30 fps, not wall-clock times: the rate control then budgets the same
+        # bits per frame however fast frames come (and the output does not depend on the timing)
+        ctx.time_base = Fraction(1, NOMINAL_FPS)
         ctx.gop_size = KEYFRAME_EVERY
         crf = str(crf_for(codec, self.quality))
         if codec == VP8:
@@ -120,16 +122,15 @@ class InterFrameEncoder:
         ctx.open()
         return ctx
 
-    def encode(self, pixels: np.ndarray, time_ms: int) -> bytes:
-        """The compressed frame of ``pixels`` (``(height, width, 4)`` BGRX) shown at ``time_ms``."""
+    def encode(self, pixels: np.ndarray) -> bytes:
+        """The next compressed frame: ``pixels`` (``(height, width, 4)`` BGRX)."""
         import av
 
         if self._ctx is None:
             raise EncoderError("encoder closed")
         try:
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="bgra")
-            self._pts = max(self._pts + 1, int(time_ms))  # strictly increasing, whatever the clock did
-            frame.pts = self._pts
+            frame.pts = self.frames
             data = b"".join(bytes(p) for p in self._ctx.encode(frame))
         except Exception as err:
             raise EncoderError(f"{NAMES[self.codec]} frame: {err}") from err

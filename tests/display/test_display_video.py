@@ -56,7 +56,7 @@ def test_inter_frame_encoder_frames_decode_to_the_pictures(codec):
     dec = av.CodecContext.create(video.NAMES[codec], "r")
     sizes = []
     for t in range(20):
-        data = enc.encode(moving(t), 1000 + 40 * t)
+        data = enc.encode(moving(t))
         sizes.append(len(data))
         (frame,) = dec.decode(av.Packet(data))
         if t == 0:
@@ -180,7 +180,7 @@ def test_failing_encoder_hands_the_stream_to_the_next_codec(monkeypatch):
     sh = ShadowCanvas(256, 192)
     sh.apply(c.take())
 
-    def broken(self, pixels, time_ms):
+    def broken(self, pixels):
         raise video.EncoderError("out of memory")
 
     monkeypatch.setattr(video.InterFrameEncoder, "encode", broken)
