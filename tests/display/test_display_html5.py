@@ -86,14 +86,20 @@ async def test_spice_html5_decodes_lz_rgb_fills_and_copies_exactly():
         httpd.server_close()
 
 
-async def test_spice_html5_plays_an_mjpeg_stream_then_shows_the_lossless_picture():
+async def lossy_server(seed: int):
+    """spice-html5's site, and a server of a flat guest that allows video streams to it."""
     httpd, site = start_html5_site()
-    guest = FakeGuest(W, H, seed=12)
+    guest = FakeGuest(W, H, seed=seed)
     guest.fb[..., :3] = 60
     srv = SpiceServer(guest, ServerConfig(port=0, disable_ticketing=True, extra={"allow_origin": [site]}))
     await srv.start()
+    srv.display_pipeline.lossy = True
+    return httpd, site, guest, srv
+
+
+async def test_spice_html5_plays_an_mjpeg_stream_then_shows_the_lossless_picture():
+    httpd, site, guest, srv = await lossy_server(12)
     pipeline = srv.display_pipeline
-    pipeline.lossy = True
     try:
         async with chromium() as browser:
             page = await new_page(browser)
@@ -149,13 +155,8 @@ async def test_spice_html5_plays_our_vp8_stream():
 
     if not video.available(video.VP8):
         pytest.skip("no VP8 encoder (PyAV)")
-    httpd, site = start_html5_site()
-    guest = FakeGuest(W, H, seed=13)
-    guest.fb[..., :3] = 60
-    srv = SpiceServer(guest, ServerConfig(port=0, disable_ticketing=True, extra={"allow_origin": [site]}))
-    await srv.start()
+    httpd, site, guest, srv = await lossy_server(13)
     pipeline = srv.display_pipeline
-    pipeline.lossy = True
     pipeline.video_codecs = (video.VP8, video.MJPEG)
     frames, shown = [], None
     try:

@@ -67,6 +67,15 @@ def test_inter_frame_encoder_frames_decode_to_the_pictures(codec):
     assert sum(sizes[1:]) / 19 < jpeg / 3  # the point of it: frames after the first are small
 
 
+def flat_desktop(order: tuple[int, ...] = video.DEFAULT_ORDER) -> tuple[FakeGuest, DisplayPipeline]:
+    """A flat desktop whose VIDEO area plays (``video_frame``), and its pipeline with codec ``order``."""
+    g = FakeGuest(256, 192, 7)
+    g.fb[..., :3] = 90
+    p = DisplayPipeline(g)
+    p.video_codecs = order
+    return g, p
+
+
 def lossy_client(p: DisplayPipeline, caps=ALL_CODECS):
     return p.attach(ImageCaps.from_caps({3}, caps, "spice-gtk", lossy=True), lambda: None)
 
@@ -85,10 +94,7 @@ def play(g: FakeGuest, clients: list, canvases: list[ShadowCanvas], frames: rang
 
 @needs_av
 def test_each_client_gets_its_codec_and_sees_the_video():
-    g = FakeGuest(256, 192, 7)
-    g.fb[..., :3] = 90
-    p = DisplayPipeline(g)
-    p.video_codecs = (video.H264, video.VP8, video.MJPEG)
+    g, p = flat_desktop((video.H264, video.VP8, video.MJPEG))
     h264, mjpeg_only, vp8 = lossy_client(p), lossy_client(p, GTK), lossy_client(p)
     vp8.set_codec_preference([video.VP8])  # its PREFERRED_VIDEO_CODEC_TYPE
     clients = [h264, mjpeg_only, vp8]
@@ -107,10 +113,7 @@ def test_each_client_gets_its_codec_and_sees_the_video():
 
 @needs_av
 def test_refused_codec_reopens_the_stream_in_the_next_and_drops_lower_the_h264_frame_rate():
-    g = FakeGuest(256, 192, 7)
-    g.fb[..., :3] = 90
-    p = DisplayPipeline(g)
-    p.video_codecs = (video.H264, video.VP8, video.MJPEG)
+    g, p = flat_desktop((video.H264, video.VP8, video.MJPEG))
     c = lossy_client(p)
     sh = ShadowCanvas(256, 192)
     sh.apply(c.take())
@@ -144,9 +147,7 @@ def test_odd_sized_stream_goes_to_the_next_codec_for_h264():
 
 @needs_av
 def test_mjpeg_too_big_for_the_link_goes_on_in_h264_then_the_frame_rate_drops():
-    g = FakeGuest(256, 192, 7)
-    g.fb[..., :3] = 90
-    p = DisplayPipeline(g)  # the server's default order: MJPEG first
+    g, p = flat_desktop()  # the server's default order: MJPEG first
     c, plain = lossy_client(p), lossy_client(p, GTK)
     canvases = [ShadowCanvas(256, 192), ShadowCanvas(256, 192)]
     for cl, sh in zip((c, plain), canvases, strict=True):
@@ -172,10 +173,7 @@ def test_mjpeg_too_big_for_the_link_goes_on_in_h264_then_the_frame_rate_drops():
 
 @needs_av
 def test_failing_encoder_hands_the_stream_to_the_next_codec(monkeypatch):
-    g = FakeGuest(256, 192, 7)
-    g.fb[..., :3] = 90
-    p = DisplayPipeline(g)
-    p.video_codecs = (video.VP8, video.MJPEG)
+    g, p = flat_desktop((video.VP8, video.MJPEG))
     c = lossy_client(p)
     sh = ShadowCanvas(256, 192)
     sh.apply(c.take())
