@@ -75,7 +75,7 @@ class ChannelProtocol:
     def send_parts(self, msg_type: int, parts: list[bytes]) -> None:
         """Queue one message whose body is ``b"".join(parts)`` without joining it here
         (large images are copied once, in :meth:`data_to_send`)."""
-        size = sum(len(p) for p in parts)
+        size = sum(map(len, parts))
         head = self.codec.header(msg_type, size)
         self._queue.append((len(head) + size, [head, *parts]))
         self._queued_bytes += len(head) + size
