@@ -23,7 +23,8 @@ for ``--seconds``:
   on both servers alike.  The ``echo`` row always runs at least LATENCY_WINDOWS rounds.
 
     aiospice bench compare [--seconds 10] [--size 1024x768] [--workloads a,b,...] [--streaming on|off]
-                           [--ours-streaming mjpeg|lossy|off] [--browser] [--rounds N]
+                           [--ours-streaming mjpeg|lossy|off] [--ours-video-codecs LIST] [--browser]
+                           [--rounds N]
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from spice.display import wirebench
@@ -60,6 +62,8 @@ def register(sub) -> None:
     c.add_argument("--warmup", type=float, default=1.5, help="seconds after MARK before measuring")
     c.add_argument("--browser", action="store_true",
                    help="add echo-browser: key latency in Chromium, our web client vs spice-html5 on Xspice")
+    c.add_argument("--ours-video-codecs", default=None, metavar="LIST",
+                   help="aiospice's --video-codecs (e.g. h264: its streams to spice-gtk in H.264)")
     c.add_argument("--rounds", type=int, default=1,
                    help="windows per row and server, the servers taking turns; the figures pool them")
     c.set_defaults(func=run_compare)
@@ -98,7 +102,7 @@ async def _browser(fn, port: int, seconds: float, sample) -> dict:
 
 
 async def browser_in_turns(width: int, height: int, seconds: float, streaming: str = "on",
-                           ours_streaming: str | None = None) -> tuple[dict, dict]:
+                           ours_streaming: str | None = None, ours_args: Sequence[str] = ()) -> tuple[dict, dict]:
     """The ``echo-browser`` row with both servers up at once: keys go to our web client on aiospice and
     to spice-html5 on Xspice in turns (``browserbench.in_turns``), so both see the same machine load;
     each server's CPU is sampled over the whole (shared) window."""
@@ -117,7 +121,8 @@ async def browser_in_turns(width: int, height: int, seconds: float, streaming: s
             result["html5"] = html5
             return ours
 
-        return await measure_ours("echo", width, height, seconds, ours_streaming or streaming, browser=on_ours)
+        return await measure_ours("echo", width, height, seconds, ours_streaming or streaming, browser=on_ours,
+                                  extra=ours_args)
 
     result: dict = {}
     x = await measure_xspice("echo", width, height, seconds, streaming, browser=on_xspice)
@@ -125,14 +130,15 @@ async def browser_in_turns(width: int, height: int, seconds: float, streaming: s
 
 
 async def measure_ours(workload: str, width: int, height: int, seconds: float, streaming: str = "on",
-                       warmup: float = 1.5, browser: bool = False) -> dict:
-    """``aiospice serve`` in its own process, measured by the probe viewer."""
+                       warmup: float = 1.5, browser: bool = False, extra: Sequence[str] = ()) -> dict:
+    """``aiospice serve`` in its own process (``extra``: more of its options), measured by the probe viewer."""
     port = wirebench.free_port()
     cmd = [sys.executable, "-m", "spice.cli", "serve", "--port", str(port), "--disable-ticketing",
            "--size", f"{width}x{height}", "--log-level", "warning",
            "--streaming", {"on": "mjpeg", "off": "off"}.get(streaming, streaming)]
     if workload != "echo":
         cmd += ["--workload", workload]
+    cmd += list(extra)
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     proc = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=asyncio.subprocess.DEVNULL,
                                                 stderr=asyncio.subprocess.PIPE)
@@ -271,11 +277,13 @@ def format_table(rows: list[tuple[str, str, dict | str]]) -> list[str]:
 
 async def compare(workloads: list[str], width: int, height: int, seconds: float, streaming: str = "on",
                   warmup: float = 1.5, echo=print, ours_streaming: str | None = None,
-                  browser: bool = False, rounds: int = 1) -> list[tuple[str, str, dict | str]]:
+                  browser: bool = False, rounds: int = 1,
+                  ours_args: Sequence[str] = ()) -> list[tuple[str, str, dict | str]]:
     """Measure every workload on both servers; return (workload, server, summary-or-error) rows.
 
     ``browser``: one more row, ``echo-browser``: key latency in Chromium, our web client on aiospice
-    against spice-html5 on Xspice.  ``rounds``: windows per row and server, in turns, pooled."""
+    against spice-html5 on Xspice.  ``rounds``: windows per row and server, in turns, pooled.
+    ``ours_args``: more ``aiospice serve`` options (e.g. ``--video-codecs h264``)."""
     rows: list[tuple[str, str, dict | str]] = []
     have_x = wirebench.xspice_available()
     runs = [(wl, False) for wl in workloads] + ([("echo", True)] if browser else [])
@@ -283,7 +291,7 @@ async def compare(workloads: list[str], width: int, height: int, seconds: float,
         label = "echo-browser" if in_browser else wl
         if in_browser and have_x:  # one session, the keys in turns: as many keys as the echo row
             window = seconds * max(rounds, LATENCY_WINDOWS)
-            pair = await browser_in_turns(width, height, window, streaming, ours_streaming)
+            pair = await browser_in_turns(width, height, window, streaming, ours_streaming, ours_args)
             for server, r in zip(("aiospice", "Xspice"), pair, strict=True):
                 rows.append((label, server, "; ".join(map(str, r["errors"])) if r.get("errors")
                              else summarise(r, window)))
@@ -298,7 +306,8 @@ async def compare(workloads: list[str], width: int, height: int, seconds: float,
                 if server == "Xspice" and not have_x:
                     continue
                 mode = ours_streaming if server == "aiospice" and ours_streaming else streaming
-                results[server].append(await fn(wl, width, height, seconds, mode, warmup, browser=in_browser))
+                more = {"extra": ours_args} if server == "aiospice" else {}
+                results[server].append(await fn(wl, width, height, seconds, mode, warmup, browser=in_browser, **more))
         for server in ("aiospice", "Xspice"):
             if server == "Xspice" and not have_x:
                 rows.append((label, server, "xserver-xspice not installed"))
@@ -322,12 +331,14 @@ def run_compare(args: argparse.Namespace) -> int:
         return 2
     print(f"aiospice vs Xspice (libspice-server), {w}x{h}, {args.seconds:g} s windows, spice-gtk "
           f"(SpiceClientGLib) client, streaming {args.streaming}"
-          + (f" (aiospice --streaming {args.ours_streaming})" if args.ours_streaming else "") + "; bytes = all channels, CPU = server process(es) "
+          + (f" (aiospice --streaming {args.ours_streaming})" if args.ours_streaming else "")
+          + (f" (aiospice --video-codecs {args.ours_video_codecs})" if args.ours_video_codecs else "") + "; bytes = all channels, CPU = server process(es) "
           "incl. the drawing client, latency in ms (echo: key press -> changed pixels, over "
           f"{max(args.rounds, LATENCY_WINDOWS)} windows)"
           + (f"; {args.rounds} windows per row and server, in turns" if args.rounds > 1 else ""), flush=True)
     rows = asyncio.run(compare(names, w, h, args.seconds, args.streaming, args.warmup,
-                               ours_streaming=args.ours_streaming, browser=args.browser, rounds=args.rounds))
+                               ours_streaming=args.ours_streaming, browser=args.browser, rounds=args.rounds,
+                               ours_args=["--video-codecs", args.ours_video_codecs] if args.ours_video_codecs else []))
     print()
     for line in format_table(rows):
         print(line)
