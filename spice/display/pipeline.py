@@ -70,6 +70,7 @@ STREAM_LOOK_EVERY = 8  # frames drawn inside a running stream: its area is check
 NOT_VIDEO_RECHECK = 1.0  # a busy area that is not photographic is looked at again after this long
 STREAM_QUALITY_STEP = 10  # stream adaptation: quality moves by this much per report
 STREAM_QUALITY_MIN = 20
+MAX_INTER_FRAME_PIXELS = 2 * 1920 * 1088  # see DisplayPipeline.max_inter_frame_pixels
 STREAM_MAX_INTERVAL = 0.2  # adaptation never goes below 5 stream frames per second
 STREAM_BAD_DROPS = 0.1  # a report with more than this share of dropped frames means "too much"
 
@@ -187,11 +188,14 @@ class DisplayClient:
         again."""
         self._codec_ok = None
 
-    def stream_codec(self, width: int, height: int) -> int | None:
+    def stream_codec(self, width: int, height: int, inter_frame: bool = True) -> int | None:
         """The codec a ``width`` x ``height`` stream to this client uses: the first of its preference (else
-        the server's order) that it decodes, did not refuse, and we encode."""
+        the server's order) that it decodes, did not refuse, and we encode (``inter_frame=False``: MJPEG
+        or nothing)."""
         order = self.codec_preference or self._pipeline.video_codecs
         codecs = self.caps.video_codecs - self._refused_codecs
+        if not inter_frame:
+            codecs &= {video.MJPEG}
         if self._no_mjpeg:  # (after the link proved too slow for it; the fallback if nothing else fits)
             return video.choose(order, codecs - {video.MJPEG}, width, height) or video.choose(order, codecs, width, height)
         return video.choose(order, codecs, width, height)
@@ -440,7 +444,10 @@ class DisplayClient:
         self._refresh = self._pipeline.grid.new_mask()
 
     def _join(self, s: VideoStream) -> bool:
-        codec = self.stream_codec(s.rect.width, s.rect.height)
+        w, h = s.rect.width, s.rect.height
+        codec = self.stream_codec(w, h)
+        if codec not in (None, video.MJPEG) and not self._pipeline._reserve_inter_frame(w * h):
+            codec = self.stream_codec(w, h, inter_frame=False)  # the server's H.264 / VP8 budget is spent
         if codec is None:
             return False
         self._stream_create = StreamCreate(s.id, s.rect, codec)
@@ -489,6 +496,9 @@ class DisplayClient:
         if self._video is not None:
             self._video.close()
             self._video = None
+        create = self._stream_create
+        if create is not None and create.codec != video.MJPEG:
+            self._pipeline._release_inter_frame(create.rect.width * create.rect.height)
         self._stream_create = None
 
     def _leave(self, s: VideoStream) -> None:
@@ -625,6 +635,11 @@ class DisplayPipeline:
         self.lossy: bool | None = None
         self.jpeg_stills = True
         self._video_codecs: tuple[int, ...] = video.DEFAULT_ORDER
+        #: pixels of the VP8 / H.264 streams all clients may have encoded at once (one encoder per client
+        #: and stream, 5x MJPEG's CPU): about two 1080p streams; past it, clients get MJPEG, so that codec
+        #: choices (a client's own PREFERRED_VIDEO_CODEC_TYPE too) cannot starve the other sessions
+        self.max_inter_frame_pixels = MAX_INTER_FRAME_PIXELS
+        self._inter_frame_pixels = 0
         self.stats = PipelineStats()
         self._clients: list[DisplayClient] = []
         self._encoded: dict[tuple, DrawCommand] = {}
@@ -951,6 +966,15 @@ class DisplayPipeline:
         dest = grid.clip(src.translate(dx, dy))
         src = dest.translate(-dx, -dy)
         return src, dest
+
+    def _reserve_inter_frame(self, pixels: int) -> bool:
+        if self._inter_frame_pixels + pixels > self.max_inter_frame_pixels:
+            return False
+        self._inter_frame_pixels += pixels
+        return True
+
+    def _release_inter_frame(self, pixels: int) -> None:
+        self._inter_frame_pixels = max(0, self._inter_frame_pixels - pixels)
 
     def _detach(self, client: DisplayClient) -> None:
         if client in self._clients:

@@ -187,3 +187,20 @@ def test_failing_encoder_hands_the_stream_to_the_next_codec(monkeypatch):
     assert sum(isinstance(x, StreamData) for x in cmds) >= 3 and not c.streams_refused
     with pytest.raises(video.EncoderError):  # (and a bad size is an EncoderError too, not a crash)
         video.InterFrameEncoder(video.H264, 0, 0, 60)
+
+
+@needs_av
+def test_h264_budget_keeps_later_clients_on_mjpeg_until_it_is_released():
+    g, p = flat_desktop((video.H264, video.MJPEG))
+    p.max_inter_frame_pixels = VIDEO.area * 3 // 2  # room for one stream of this size
+    first, second = lossy_client(p), lossy_client(p)
+    canvases = [ShadowCanvas(256, 192), ShadowCanvas(256, 192)]
+    for c, sh in zip((first, second), canvases, strict=True):
+        sh.apply(c.take())
+    taken = play(g, [first, second], canvases, range(20))
+    assert [x.codec for x in taken[0] if isinstance(x, StreamCreate)] == [video.H264]
+    assert [x.codec for x in taken[1] if isinstance(x, StreamCreate)] == [video.MJPEG]
+    first.detach()  # its encoder's share comes back: the next stream may be H.264 again
+    assert p._inter_frame_pixels == 0
+    second._leave(p.active_stream)
+    assert second._join(p.active_stream) and second._stream_create.codec == video.H264
