@@ -476,3 +476,38 @@ async def test_the_page_is_cross_origin_isolated():
             assert not errors, errors
     finally:
         await srv.close()
+
+
+async def test_video_area_plays_as_an_mjpeg_stream_then_ends_pixel_exact():
+    """With the server's default policy (``--streaming mjpeg``) our client announces CODEC_MJPEG and gets
+    the video area as an MJPEG stream (a tenth of the lossless bytes); once the video stops, the lossless
+    refresh makes the canvas the guest's exact framebuffer again."""
+    from spice.display import video
+
+    guest = BuiltinGuest(width=W, height=H, workload="video-320x240", clock=lambda: datetime(2026, 1, 2, 3, 4, 5),
+                         uptime=lambda: 42.0)
+    srv = SpiceServer(guest, ServerConfig(port=0, disable_ticketing=True, streaming="mjpeg"))
+    await srv.start()
+    pipeline = srv.display_pipeline
+    try:
+        async with chromium() as browser:
+            page = await new_page(browser)
+            await page.goto(url(srv))
+            await wait_for(lambda: pipeline.clients and pipeline.clients[0]._stream_create is not None,
+                           what="a stream to the web client")
+            client = pipeline.clients[0]
+            assert client.caps.video_codecs == {video.MJPEG} and client._stream_create.codec == video.MJPEG
+            r = client._stream_create.rect
+            await wait_for(lambda: page.evaluate("(window.aiospice.display.stats.byType.MJPEG || 0) >= 20"),
+                           what="20 MJPEG frames drawn")
+            diffs = []  # canvas against the guest's latest frame (JPEG, and a frame or so behind): ~9 here,
+            for _ in range(3):  # against a flat picture of the same mean ~32
+                now = guest_rgb(guest)[r.top:r.bottom, r.left:r.right].astype(int)
+                shown = (await canvas_rgb(page))[r.top:r.bottom, r.left:r.right].astype(int)
+                diffs.append(np.abs(shown - now).mean())
+            assert min(diffs) < 16, diffs
+            assert not [x for x in page.console_lines if "not supported" in x or "pageerror" in x]
+            await guest.stop()
+            await wait_for(lambda: canvas_matches_guest(page, guest), timeout=20, what="lossless picture after the video")
+    finally:
+        await srv.close()

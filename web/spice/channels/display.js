@@ -15,9 +15,10 @@ const MSGC_INIT = 101;
 // while waiting for the next animation frame would add up to a refresh interval to its latency.
 export const SMALL_PRESENT_PIXELS = 16384;
 
-// Display caps we announce: LZ4_COMPRESSION (5) and MULTI_CODEC (8) without any codec bit, so the
-// server sends lossless images only (MJPEG streams are still drawn if a server sends them anyway).
-export const DISPLAY_CAPS = (1 << 5) | (1 << 8);
+// Display caps we announce: LZ4_COMPRESSION (5), MULTI_CODEC (8) and CODEC_MJPEG (9): a server whose
+// policy allows lossy video sends video areas as MJPEG streams (decoded with createImageBitmap; messages
+// after a frame wait for it, so a later lossless redraw is never overwritten), everything else lossless.
+export const DISPLAY_CAPS = (1 << 5) | (1 << 8) | (1 << 9);
 const CACHE_PIXELS = 4 * 1024 * 1024;
 
 function readRect(r) {
