@@ -18,7 +18,7 @@ class ImageCaps:
     """What one client accepts.
 
     ``types``: image types it decodes; ``force``: use this type for every image (benchmarks,
-    tests); ``lossy``: JPEG allowed for photographic regions; ``mjpeg``: MJPEG video streams allowed;
+    tests); ``lossy``: JPEG allowed for photographic regions;
     ``cache_pixels``: its pixmap cache size in pixels (from DISPLAY_INIT; 0 = do not use the cache);
     ``video_codecs``: the stream codecs it decodes (SpiceVideoCodecType, :mod:`spice.display.video`).
     """
@@ -27,7 +27,6 @@ class ImageCaps:
     types: frozenset[ImageType]
     force: ImageType | None = None
     lossy: bool = False
-    mjpeg: bool = False
     cache_pixels: int = 0
     video_codecs: frozenset[int] = frozenset()
 
@@ -50,13 +49,12 @@ class ImageCaps:
         # MJPEG: every client understands it without MULTI_CODEC; with MULTI_CODEC it must announce it,
         # and the others (VP8, H.264) too.
         codecs = video.client_codecs(display_caps)
-        mjpeg = video.MJPEG in codecs
         forced = None if force is None else ImageType(force)
         if forced is not None and forced not in ENCODABLE_LOSSLESS + (ImageType.JPEG,):
             raise ValueError(f"cannot encode image type {forced.name}")
         if forced == ImageType.ZLIB_GLZ_RGB and forced not in types:  # spice-gtk only (per-client GLZ ids)
             raise ValueError(f"a {profile} client does not decode {forced.name}")
-        return cls(profile, frozenset(types), forced, lossy, mjpeg, cache_pixels, codecs)
+        return cls(profile, frozenset(types), forced, lossy, cache_pixels, codecs)
 
     def with_force(self, force: ImageType | int | None) -> ImageCaps:
         return replace(self, force=None if force is None else ImageType(force))

@@ -242,6 +242,11 @@ def summarise(r: dict, seconds: float) -> dict:
             "misses": r.get("key_misses", 0)}
 
 
+def _row(r: dict, seconds: float) -> dict | str:
+    """A table cell: the summary of a result, or its errors."""
+    return "; ".join(map(str, r["errors"])) if r.get("errors") else summarise(r, seconds)
+
+
 def _ratio(a: float | None, b: float | None) -> str:
     if a is None or b is None or b <= 0:
         return "-"
@@ -293,8 +298,7 @@ async def compare(workloads: list[str], width: int, height: int, seconds: float,
             window = seconds * max(rounds, LATENCY_WINDOWS)
             pair = await browser_in_turns(width, height, window, streaming, ours_streaming, ours_args)
             for server, r in zip(("aiospice", "Xspice"), pair, strict=True):
-                rows.append((label, server, "; ".join(map(str, r["errors"])) if r.get("errors")
-                             else summarise(r, window)))
+                rows.append((label, server, _row(r, window)))
                 s = rows[-1][2]
                 echo(f"  measured {label} on {server}: " + (s if isinstance(s, str) else
                      f"{s['cpu10']:.3f} CPU s/10s, {s['n_lat']} keys (in turns with the other)"), flush=True)
@@ -312,9 +316,7 @@ async def compare(workloads: list[str], width: int, height: int, seconds: float,
             if server == "Xspice" and not have_x:
                 rows.append((label, server, "xserver-xspice not installed"))
                 continue
-            r = pool(results[server])
-            rows.append((label, server, "; ".join(map(str, r["errors"])) if r.get("errors")
-                         else summarise(r, seconds * n)))
+            rows.append((label, server, _row(pool(results[server]), seconds * n)))
             s = rows[-1][2]
             echo(f"  measured {label} on {server}" + (f" ({n} windows)" if n > 1 else "") + ": "
                  + (s if isinstance(s, str) else

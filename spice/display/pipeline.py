@@ -188,15 +188,21 @@ class DisplayClient:
         again."""
         self._codec_ok = None
 
+    def _codec_order(self) -> tuple[int, ...]:
+        return self.codec_preference or self._pipeline.video_codecs
+
+    def _codecs(self) -> frozenset[int]:
+        """The codecs this client decodes and did not refuse."""
+        return self.caps.video_codecs - self._refused_codecs
+
     def stream_codec(self, width: int, height: int, inter_frame: bool = True) -> int | None:
         """The codec a ``width`` x ``height`` stream to this client uses: the first of its preference (else
         the server's order) that it decodes, did not refuse, and we encode (``inter_frame=False``: MJPEG
         or nothing)."""
-        order = self.codec_preference or self._pipeline.video_codecs
-        codecs = self.caps.video_codecs - self._refused_codecs
+        order, codecs = self._codec_order(), self._codecs()
         if not inter_frame:
             codecs &= {video.MJPEG}
-        if self._no_mjpeg:  # (after the link proved too slow for it; the fallback if nothing else fits)
+        elif self._no_mjpeg:  # (the link proved too slow for MJPEG: the others first, MJPEG if none fits)
             return video.choose(order, codecs - {video.MJPEG}, width, height) or video.choose(order, codecs, width, height)
         return video.choose(order, codecs, width, height)
 
@@ -254,9 +260,11 @@ class DisplayClient:
             if s.frame_serial > self._stream_serial and now - self._last_stream_frame >= self.stream_interval:
                 try:
                     encoder = self._inter_frame_encoder(s)
-                    quality = encoder.quality if encoder is not None else \
-                        max(STREAM_QUALITY_MIN, stream_quality(s.rect) - self.stream_quality_drop)
-                    frame = p.stream_frame(s, quality, encoder)
+                    if encoder is None:
+                        frame = p.stream_frame(s, max(STREAM_QUALITY_MIN,
+                                                      stream_quality(s.rect) - self.stream_quality_drop))
+                    else:
+                        frame = p.own_stream_frame(s, encoder)
                 except video.EncoderError as err:  # as if the client could not decode it: the next codec
                     log.warning("video encoder failed: %s", err)
                     self.stream_report(0, 0xFFFFFFFF, 0)
@@ -479,11 +487,10 @@ class DisplayClient:
         s, create = self._stream, self._stream_create
         if s is None or create is None or create.codec != video.MJPEG or self._no_mjpeg:
             return False
-        self._no_mjpeg = True
-        codec = self.stream_codec(s.rect.width, s.rect.height)
-        if codec in (None, video.MJPEG):
-            self._no_mjpeg = False
+        codec = video.choose(self._codec_order(), self._codecs() - {video.MJPEG}, s.rect.width, s.rect.height)
+        if codec is None:
             return False
+        self._no_mjpeg = True
         self.codecs_changed()
         log.info("display client: MJPEG at its lowest quality drops frames, streams go on in %s", video.NAMES[codec])
         self.stream_quality_drop = 0
@@ -1060,31 +1067,28 @@ class DisplayPipeline:
         if s is not None and now - s.last_change > self.stream_idle:
             self._end_stream()
 
-    def stream_frame(self, s: VideoStream, quality: int | None = None,
-                     encoder: video.InterFrameEncoder | None = None) -> StreamData:
-        """The latest frame of ``s`` as one JPEG (encoded once per frame and quality, shared), or with
-        a client's own VP8 / H.264 ``encoder`` (encoded for that client only)."""
+    def stream_frame(self, s: VideoStream, quality: int | None = None) -> StreamData:
+        """The latest frame of ``s`` as one JPEG (encoded once per frame and quality, shared)."""
         quality = stream_quality(s.rect) if quality is None else quality
-        if encoder is not None:
-            t0 = time.process_time()
-            r = s.rect
-            data = encoder.encode(self._shot[r.top:r.bottom, r.left:r.right])
-            self.stats.encode_seconds += time.process_time() - t0
-            self.stats.stream_frames += 1
-            return StreamData(s.id, r, data, s.frame_time)
         key = ("stream", s.id, s.frame_serial, quality)
         cmd = self._encoded.get(key)
         if cmd is None:
-            t0 = time.process_time()
-            r = s.rect
-            data = images.jpeg_bytes(self._shot[r.top:r.bottom, r.left:r.right], quality)
-            self.stats.encode_seconds += time.process_time() - t0
-            self.stats.stream_frames += 1
-            cmd = StreamData(s.id, r, data, s.frame_time)
-            self._encoded[key] = cmd
+            cmd = self._encoded[key] = self._encode_stream_frame(s, lambda px: images.jpeg_bytes(px, quality))
         else:
             self.stats.shared += 1
         return cmd  # type: ignore[return-value]
+
+    def own_stream_frame(self, s: VideoStream, encoder: video.InterFrameEncoder) -> StreamData:
+        """The latest frame of ``s`` from a client's own VP8 / H.264 ``encoder`` (for that client only)."""
+        return self._encode_stream_frame(s, encoder.encode)
+
+    def _encode_stream_frame(self, s: VideoStream, encode: Callable[[np.ndarray], bytes]) -> StreamData:
+        t0 = time.process_time()
+        r = s.rect
+        data = encode(self._shot[r.top:r.bottom, r.left:r.right])
+        self.stats.encode_seconds += time.process_time() - t0
+        self.stats.stream_frames += 1
+        return StreamData(s.id, r, data, s.frame_time)
 
     # -- encoding
     @staticmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import simplejpeg
 
+from spice.display import video
 from spice.display.commands import (
     CopyBits,
     DrawCommand,
@@ -79,11 +80,11 @@ class ShadowCanvas:
 def _decoder(codec: int):
     """``data -> (h, w, 4) BGRX`` for one stream: JPEG frames alone, VP8 / H.264 with PyAV's decoder (one
     per stream: each frame depends on the ones before)."""
-    if codec == 1:
+    if codec == video.MJPEG:
         return lambda data: simplejpeg.decode_jpeg(data, colorspace="BGRX")
     import av
 
-    ctx = av.CodecContext.create({2: "vp8", 3: "h264"}[codec], "r")
+    ctx = av.CodecContext.create(video.NAMES[codec], "r")  # (FFmpeg's decoder names: vp8, h264)
 
     def decode(data: bytes) -> np.ndarray:
         frames = ctx.decode(av.Packet(data))
