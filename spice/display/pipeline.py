@@ -146,8 +146,9 @@ class DisplayClient:
         self._stream_serial = -1
         self._stream_create: StreamCreate | None = None  # how this client's stream was opened (its codec)
         self._video: video.InterFrameEncoder | None = None  # its VP8 / H.264 encoder (MJPEG: shared encodes)
-        #: the client's own codec order (PREFERRED_VIDEO_CODEC_TYPE); None: the server's
-        self.codec_preference: tuple[int, ...] | None = None
+        #: the client's own codec order (PREFERRED_VIDEO_CODEC_TYPE): it reorders the server's list (never
+        #: adds to it); empty: the server's order
+        self.codec_preference: tuple[int, ...] = ()
         self._refused_codecs: set[int] = set()  # codecs whose stream the client could not decode
         self._no_mjpeg = False  # MJPEG proved too big for this client's link (see _leave_mjpeg)
         self._codec_ok: bool | None = None  # some codec works for this client's streams (None: find out)
@@ -189,7 +190,10 @@ class DisplayClient:
         self._codec_ok = None
 
     def _codec_order(self) -> tuple[int, ...]:
-        return self.codec_preference or self._pipeline.video_codecs
+        server, pref = self._pipeline.video_codecs, self.codec_preference
+        if not pref:
+            return server
+        return tuple(c for c in pref if c in server) + tuple(c for c in server if c not in pref)
 
     def _codecs(self) -> frozenset[int]:
         """The codecs this client decodes and did not refuse."""
@@ -207,10 +211,10 @@ class DisplayClient:
         return video.choose(order, codecs, width, height)
 
     def set_codec_preference(self, codecs: list[int]) -> None:
-        """The client's PREFERRED_VIDEO_CODEC_TYPE: its order first, then the server's for the rest; the
-        next stream uses it."""
-        known = tuple(dict.fromkeys(c for c in codecs if c in video.NAMES))
-        self.codec_preference = (known + tuple(c for c in self._pipeline.video_codecs if c not in known)) or None
+        """The client's PREFERRED_VIDEO_CODEC_TYPE: the codecs of the server's list it names come first,
+        in its order, then the rest of the server's (an operator's ``--video-codecs mjpeg`` stays MJPEG
+        only); the next stream uses it."""
+        self.codec_preference = tuple(dict.fromkeys(codecs))
         self.codecs_changed()
 
     @property

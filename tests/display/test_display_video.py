@@ -204,3 +204,12 @@ def test_h264_budget_keeps_later_clients_on_mjpeg_until_it_is_released():
     assert p._inter_frame_pixels == 0
     second._leave(p.active_stream)
     assert second._join(p.active_stream) and second._stream_create.codec == video.H264
+
+
+def test_client_preference_reorders_the_server_list_and_never_adds_to_it():
+    g, p = flat_desktop((video.MJPEG, video.VP8))
+    c = lossy_client(p)
+    c.set_codec_preference([video.H264, video.VP8, 77])  # H.264 is not on the server's list; 77 is no codec
+    assert c._codec_order() == (video.VP8, video.MJPEG)
+    p.video_codecs = (video.MJPEG,)  # the operator's list wins, whenever it changes
+    assert c._codec_order() == (video.MJPEG,) and c.stream_codec(160, 120) == video.MJPEG
