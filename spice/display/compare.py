@@ -10,7 +10,9 @@ for ``--seconds``:
 * CPU: user+system seconds of the server process(es), read from the kernel's per-process CPU clock
   (nanoseconds; ``/proc/PID/stat``'s 10 ms ticks are too coarse for an idle window): our whole process
   (guest drawing included) / Xorg + the X client that draws;
-* fps: frames delivered to the client (bursts of display-invalidate);
+* fps: the rate of the scene's pictures delivered to the client, first to last (bursts of
+  display-invalidate, parts that come within half a scene frame joined; the clock box is left out except
+  in ``idle-clock``, whose scene it is: :class:`spice.display.framecount.FrameCounter`);
 * latency (the ``echo`` row): key press on the inputs channel -> first changed pixels in the client's
   framebuffer, p50 / p99 (aiospice's built-in terminal vs an X window that draws each key press).
 
@@ -40,7 +42,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from spice.display import wirebench
+from spice.display import wirebench, xworkload
 
 ALL_WORKLOADS = ("idle-clock", "typing", "window-drag", "scroll", "video-320x240", "video-1080p",
                  "many-small-fills", "photo-slideshow", "echo")
@@ -82,8 +84,16 @@ async def _listening(port: int, proc: asyncio.subprocess.Process, timeout: float
     return False
 
 
-def _probe_args(workload: str, warmup: float) -> list[str]:
+CLOCK_BOX = (240, 30)  # width, height at the top right: both guests' clock (the built-in top bar's, the X scene's)
+
+
+def _probe_args(workload: str, warmup: float, width: int) -> list[str]:
     args = ["--warmup", str(warmup)]
+    if workload in xworkload.RATES:
+        args += ["--scene-fps", str(xworkload.RATES[workload])]
+    if workload != "idle-clock":
+        w, h = CLOCK_BOX
+        args += ["--clock-area", f"{width - w},0,{w},{h}"]
     if workload == "echo":
         args.append("--keys")
     return args
@@ -154,7 +164,7 @@ async def measure_ours(workload: str, width: int, height: int, seconds: float, s
 
             return await _browser(browserbench.ours, port, seconds, sample)
         return await wirebench.probe(f"spice://127.0.0.1:{port}", seconds, sample,
-                                     extra=_probe_args(workload, warmup), timeout=seconds + 60)
+                                     extra=_probe_args(workload, warmup, width), timeout=seconds + 60)
     finally:
         await wirebench._stop(proc)
 
@@ -199,7 +209,7 @@ async def measure_xspice(workload: str, width: int, height: int, seconds: float,
 
             return await _browser(browserbench.html5, port, seconds, sample)
         return await wirebench.probe(f"spice://127.0.0.1:{port}", seconds, sample,
-                                     extra=_probe_args(workload, warmup), timeout=seconds + 60)
+                                     extra=_probe_args(workload, warmup, width), timeout=seconds + 60)
     finally:
         await wirebench._stop(work)
         await wirebench._stop(xorg)
@@ -219,13 +229,18 @@ def pool(results: list[dict]) -> dict:
     errors = [e for r in results for e in r.get("errors") or []]
     if errors:
         return {"errors": errors}
-    out: dict = {"bytes": {}, "seconds": 0.0, "cpu": 0.0, "frames": 0, "latency_ms": [], "key_misses": 0}
+    out: dict = {"bytes": {}, "seconds": 0.0, "cpu": 0.0, "frames": 0, "bursts": 0, "intervals": 0, "span": 0.0,
+                 "latency_ms": [],
+                 "key_misses": 0}
     for r in results:
         for ch, n in (r.get("bytes") or {}).items():
             out["bytes"][ch] = out["bytes"].get(ch, 0) + n
         out["seconds"] += r.get("seconds") or 0.0
         out["cpu"] += r.get("cpu", 0.0)
         out["frames"] += r.get("frames") or 0
+        out["bursts"] += r.get("bursts") or 0
+        out["intervals"] += max(0, (r.get("frames") or 0) - 1)
+        out["span"] += r.get("span") or 0.0
         out["latency_ms"] += r.get("latency_ms") or []
         out["key_misses"] += r.get("key_misses", 0)
     return out
@@ -235,9 +250,14 @@ def summarise(r: dict, seconds: float) -> dict:
     """Per-10-s bytes and CPU, fps and latency percentiles from one probe result."""
     sec = max(r.get("seconds") or seconds, 1e-9)
     lat = r.get("latency_ms") or []
+    if r.get("span"):  # first picture to last: the window's phase does not add or drop one
+        fps = r.get("intervals", max(0, (r.get("frames") or 0) - 1)) / r["span"]
+    else:
+        fps = (r.get("frames") or 0) / sec
     return {"kb10": sum(r.get("bytes", {}).values()) * 10 / sec / 1000,
             "display_kb10": r.get("bytes", {}).get(wirebench.DISPLAY_CHANNEL, 0) * 10 / sec / 1000,
-            "cpu10": r.get("cpu", 0.0) * 10 / sec, "fps": (r.get("frames") or 0) / sec,
+            "cpu10": r.get("cpu", 0.0) * 10 / sec, "fps": fps,
+            "bursts_per_s": (r.get("bursts") or 0) / sec,
             "p50": percentile(lat, 0.5), "p99": percentile(lat, 0.99), "n_lat": len(lat),
             "misses": r.get("key_misses", 0)}
 
@@ -319,8 +339,8 @@ async def compare(workloads: list[str], width: int, height: int, seconds: float,
             rows.append((label, server, _row(pool(results[server]), seconds * n)))
             s = rows[-1][2]
             echo(f"  measured {label} on {server}" + (f" ({n} windows)" if n > 1 else "") + ": "
-                 + (s if isinstance(s, str) else
-                    f"{s['kb10']:.1f} KB/10s, {s['cpu10']:.3f} CPU s/10s, {s['fps']:.1f} fps"), flush=True)
+                 + (s if isinstance(s, str) else f"{s['kb10']:.1f} KB/10s, {s['cpu10']:.3f} CPU s/10s, "
+                    f"{s['fps']:.1f} fps ({s['bursts_per_s']:.1f} bursts/s)"), flush=True)
     return rows
 
 

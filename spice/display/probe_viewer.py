@@ -6,8 +6,10 @@ Connects like remote-viewer (opens every offered channel), waits for the display
 ``--warmup`` seconds (the first full screen is not measured), prints ``START`` and reads every
 channel's ``total-read-bytes``; after ``--seconds`` prints ``END`` and one JSON line:
 ``{"bytes": {channel_type: n}, "seconds": s, "size": [w, h], "frames": n, "latency_ms": [...],
-"errors": [...]}``.  ``frames`` counts delivered frames: bursts of ``display-invalidate`` signals (a
-gap of more than 4 ms starts a new frame).  With ``--keys`` it also presses a key every
+"errors": [...]}``.  ``frames`` counts the pictures delivered: bursts of ``display-invalidate`` signals.
+Parts that arrive within half a frame of ``--scene-fps`` are one picture, and updates wholly inside
+``--clock-area`` are left out (:class:`framecount.FrameCounter`); ``span`` is the time from the first
+picture to the last, ``bursts`` the plain count of 4 ms-separated bursts of every update.  With ``--keys`` it also presses a key every
 ``--key-interval`` seconds on the inputs channel and records the time from the press to the first
 framebuffer change outside the areas that changed during the warm-up (a clock): ``latency_ms``.
 Used by ``aiospice bench display --wire`` and ``aiospice bench compare`` for our server and Xspice alike.
@@ -25,6 +27,11 @@ import gi
 gi.require_version("SpiceClientGLib", "2.0")
 from gi.repository import GLib, GObject, SpiceClientGLib  # noqa: E402
 
+try:  # run as a script (system Python): its folder is on sys.path
+    from framecount import FrameCounter, inside
+except ImportError:
+    from spice.display.framecount import FrameCounter, inside
+
 
 def main() -> int:
     ap = argparse.ArgumentParser()
@@ -35,14 +42,17 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=30.0)
     ap.add_argument("--keys", action="store_true", help="measure key press -> changed pixels latency")
     ap.add_argument("--key-interval", type=float, default=0.15)
+    ap.add_argument("--clock-area", type=lambda v: tuple(int(n) for n in v.split(",")), default=None,
+                    help="X,Y,W,H: updates wholly inside it are not counted as frames")
+    ap.add_argument("--scene-fps", type=float, default=None, help="the scene's frame rate, if known")
     ap.add_argument("--scancode", type=lambda v: int(v, 0), default=0x1E, help="PC/AT set-1 scancode ('a')")
     args = ap.parse_args()
     loop = GLib.MainLoop()
     channels: list = []
-    state = {"start": None, "t0": 0.0, "size": None, "errors": [], "marked": False, "frames": 0,
-             "last_inv": 0.0, "key_t0": None, "inputs": None}
+    state = {"start": None, "t0": 0.0, "size": None, "errors": [], "marked": False, "key_t0": None, "inputs": None}
     background: list[tuple[int, int, int, int]] = []  # areas that changed during the warm-up
     latencies: list[float] = []
+    counter = FrameCounter(args.clock_area, args.scene_fps)
     misses = [0]
     session = SpiceClientGLib.Session()
     session.set_property("uri", args.uri)
@@ -62,8 +72,9 @@ def main() -> int:
         print("END", flush=True)
         print(json.dumps({"bytes": {k: v - start.get(k, 0) for k, v in end.items()},
                           "seconds": time.monotonic() - state["t0"], "size": state["size"],
-                          "frames": state["frames"], "latency_ms": latencies, "key_misses": misses[0],
-                          "errors": state["errors"]}), flush=True)
+                          "frames": counter.frames, "bursts": counter.bursts, "span": counter.span,
+                          "latency_ms": latencies,
+                          "key_misses": misses[0], "errors": state["errors"]}), flush=True)
         session.disconnect()
         GLib.timeout_add(200, loop.quit)
         return False
@@ -89,7 +100,7 @@ def main() -> int:
         return True
 
     def in_background(x: int, y: int, w: int, h: int) -> bool:
-        return any(bx <= x and by <= y and x + w <= bx + bw and y + h <= by + bh for bx, by, bw, bh in background)
+        return any(inside(area, x, y, w, h) for area in background)
 
     def on_invalidate(channel, x, y, w, h):
         now = time.monotonic()
@@ -97,9 +108,7 @@ def main() -> int:
             if state["marked"]:
                 background.append((x, y, w, h))
             return
-        if now - state["last_inv"] > 0.004:
-            state["frames"] += 1
-        state["last_inv"] = now
+        counter.update(now, x, y, w, h)
         t0 = state["key_t0"]
         if t0 is not None and not in_background(x, y, w, h):
             latencies.append(1000 * (now - t0))

@@ -40,3 +40,18 @@ def test_proc_cpu_counts_live_threads_finely_and_exited_threads_too():
         assert abs(wirebench.proc_cpu(proc.pid) - own) < 0.002  # (the 10 ms ticks of /proc/PID/stat: not enough)
     finally:
         proc.communicate("")
+
+
+async def test_compare_probe_counts_video_frames_without_the_clock(monkeypatch):
+    """spice-gtk on our video-320x240 (25 fps): the probe's pictures are the video's frames; with the
+    clock box widened to the whole screen nothing is a picture, though every burst is still seen."""
+    from spice.display import compare
+
+    r = await compare.measure_ours("video-320x240", 640, 480, 3.0)
+    assert not r.get("errors"), r
+    fps = (r["frames"] - 1) / r["span"]
+    assert 21 <= fps <= 25.5, r
+    assert r["bursts"] >= r["frames"]
+    monkeypatch.setattr(compare, "CLOCK_BOX", (640, 480))
+    r = await compare.measure_ours("video-320x240", 640, 480, 2.0)
+    assert not r.get("errors") and r["frames"] == 0 and r["bursts"] > 40, r
