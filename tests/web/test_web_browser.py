@@ -125,7 +125,7 @@ async def test_canvas_equals_guest_framebuffer_lossless(force):
             await wait_for(
                 lambda: page.evaluate("window.aiospice.lastLatency !== null"), what="latency figure"
             )
-            assert (await page.inner_text("#latency")).endswith(" ms")
+            await wait_for(lambda: page.evaluate(LATENCY_SHOWN_JS), what="latency in the status bar")
             stats = await page.evaluate("window.aiospice.stats()")
             assert stats["display"]["byType"], stats  # images were decoded in the browser
             types = set(stats["display"]["byType"])
@@ -167,6 +167,31 @@ async def test_typing_reaches_guest_terminal():
             await wait_for(
                 lambda: guest.terminal.lines[-1].endswith("echo hello-web.1 A_x"), what="lowercase x"
             )
+    finally:
+        await srv.close()
+
+
+LATENCY_SHOWN_JS = "document.getElementById('latency').textContent.endsWith(' ms')"
+
+
+async def test_status_figures_hold_still_while_typing():
+    """The bar's latency and bytes/s never change while keys are pressed (new text there would cost the
+    browser a frame that delays the echo); they catch up after a second without input."""
+    srv = await start_server()
+    try:
+        async with chromium() as browser:
+            page = await open_client(browser, srv)
+            await wait_for(lambda: page.evaluate(LATENCY_SHOWN_JS), what="latency in the status bar")
+            await page.evaluate("""() => { window.__barChanges = 0;
+                new MutationObserver((m) => { window.__barChanges += m.length; }).observe(
+                    document.getElementById('bar'), { subtree: true, childList: true, characterData: true }); }""")
+            await page.focus("#display")
+            for _ in range(30):  # 3 s of typing, a key every 100 ms: three status ticks pass
+                await page.keyboard.press("KeyA")
+                await asyncio.sleep(0.1)
+            assert await page.evaluate("window.__barChanges") == 0
+            await wait_for(lambda: srv.guest.terminal.lines[-1].endswith("a" * 30), what="the keys in the terminal")
+            await wait_for(lambda: page.evaluate("window.__barChanges > 0"), timeout=5, what="figures after a pause")
     finally:
         await srv.close()
 

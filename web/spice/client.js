@@ -115,7 +115,7 @@ export class SpiceClient {
 
   // -- callbacks from channels ---------------------------------------------------------------------
   countBytes(n) { this.bytes += n; }
-  latency(ms) { this.lastLatency = ms; this.ui.latency(ms); }
+  latency(ms) { this.lastLatency = ms; }
   named(name) { this.ui.named(name); }
   marked() {}
   presented() { this.ui.presented(); }
