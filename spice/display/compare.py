@@ -24,6 +24,9 @@ for ``--seconds``:
   ...), and pools the windows: a slow drift of the machine's load (the other tenants of a VM) then falls
   on both servers alike.  The ``echo`` row always runs at least LATENCY_WINDOWS rounds.
 
+* The latency rows press about LATENCY_KEYS keys per client (their windows are longer than
+  ``--seconds``), so a p99 rests on the ten slowest presses rather than on the second or third.
+
     aiospice bench compare [--seconds 10] [--size 1024x768] [--workloads a,b,...] [--streaming on|off]
                            [--ours-streaming mjpeg|lossy|off] [--ours-video-codecs LIST] [--browser]
                            [--rounds N]
@@ -47,9 +50,15 @@ from spice.display import wirebench, xworkload
 ALL_WORKLOADS = ("idle-clock", "typing", "window-drag", "scroll", "video-320x240", "video-1080p",
                  "many-small-fills", "photo-slideshow", "echo")
 ROOT = Path(__file__).resolve().parents[2]
-# the key-latency rows (echo, echo-browser) run at least this many windows: a p99 of ~200 keys, not the
-# worst of ~65
+# the key-latency rows (echo, echo-browser) run at least this many windows (the spice-gtk row in turns)
 LATENCY_WINDOWS = 3
+LATENCY_KEYS = 1000  # key presses per client in a latency row: p99 is then the 10th slowest
+KEY_PERIOD = 0.16  # seconds per key and client in both rows (a press every 0.15 s, and its handling)
+
+
+def latency_seconds(seconds: float, windows: int) -> float:
+    """Length of each of ``windows`` latency windows: ``seconds``, or longer to reach LATENCY_KEYS."""
+    return max(seconds, LATENCY_KEYS * KEY_PERIOD / windows)
 
 
 def register(sub) -> None:
@@ -89,7 +98,7 @@ CLOCK_BOX = (240, 30)  # width, height at the top right: both guests' clock (the
 
 def _probe_args(workload: str, warmup: float, width: int) -> list[str]:
     args = ["--warmup", str(warmup)]
-    if workload in xworkload.RATES:
+    if workload in xworkload.RATES and workload != "echo":  # (echo: the keys set its rate)
         args += ["--scene-fps", str(xworkload.RATES[workload])]
     if workload != "idle-clock":
         w, h = CLOCK_BOX
@@ -315,7 +324,7 @@ async def compare(workloads: list[str], width: int, height: int, seconds: float,
     for wl, in_browser in runs:
         label = "echo-browser" if in_browser else wl
         if in_browser and have_x:  # one session, the keys in turns: as many keys as the echo row
-            window = seconds * max(rounds, LATENCY_WINDOWS)
+            window = latency_seconds(seconds * max(rounds, LATENCY_WINDOWS), 1)
             pair = await browser_in_turns(width, height, window, streaming, ours_streaming, ours_args)
             for server, r in zip(("aiospice", "Xspice"), pair, strict=True):
                 rows.append((label, server, _row(r, window)))
@@ -324,6 +333,7 @@ async def compare(workloads: list[str], width: int, height: int, seconds: float,
                      f"{s['cpu10']:.3f} CPU s/10s, {s['n_lat']} keys (in turns with the other)"), flush=True)
             continue
         n = max(rounds, LATENCY_WINDOWS) if wl == "echo" else max(1, rounds)
+        win = latency_seconds(seconds, n) if wl == "echo" else seconds
         results: dict[str, list[dict]] = {"aiospice": [], "Xspice": []}
         for _ in range(n):
             for server, fn in (("aiospice", measure_ours), ("Xspice", measure_xspice)):
@@ -331,12 +341,12 @@ async def compare(workloads: list[str], width: int, height: int, seconds: float,
                     continue
                 mode = ours_streaming if server == "aiospice" and ours_streaming else streaming
                 more = {"extra": ours_args} if server == "aiospice" else {}
-                results[server].append(await fn(wl, width, height, seconds, mode, warmup, browser=in_browser, **more))
+                results[server].append(await fn(wl, width, height, win, mode, warmup, browser=in_browser, **more))
         for server in ("aiospice", "Xspice"):
             if server == "Xspice" and not have_x:
                 rows.append((label, server, "xserver-xspice not installed"))
                 continue
-            rows.append((label, server, _row(pool(results[server]), seconds * n)))
+            rows.append((label, server, _row(pool(results[server]), win * n)))
             s = rows[-1][2]
             echo(f"  measured {label} on {server}" + (f" ({n} windows)" if n > 1 else "") + ": "
                  + (s if isinstance(s, str) else f"{s['kb10']:.1f} KB/10s, {s['cpu10']:.3f} CPU s/10s, "
@@ -355,8 +365,8 @@ def run_compare(args: argparse.Namespace) -> int:
           f"(SpiceClientGLib) client, streaming {args.streaming}"
           + (f" (aiospice --streaming {args.ours_streaming})" if args.ours_streaming else "")
           + (f" (aiospice --video-codecs {args.ours_video_codecs})" if args.ours_video_codecs else "") + "; bytes = all channels, CPU = server process(es) "
-          "incl. the drawing client, latency in ms (echo: key press -> changed pixels, over "
-          f"{max(args.rounds, LATENCY_WINDOWS)} windows)"
+          "incl. the drawing client, latency in ms (echo: key press -> changed pixels, about "
+          f"{LATENCY_KEYS} keys per client over {max(args.rounds, LATENCY_WINDOWS)} windows)"
           + (f"; {args.rounds} windows per row and server, in turns" if args.rounds > 1 else ""), flush=True)
     rows = asyncio.run(compare(names, w, h, args.seconds, args.streaming, args.warmup,
                                ours_streaming=args.ours_streaming, browser=args.browser, rounds=args.rounds,
