@@ -29,7 +29,7 @@ for ``--seconds``:
 
     aiospice bench compare [--seconds 10] [--size 1024x768] [--workloads a,b,...] [--streaming on|off]
                            [--ours-streaming mjpeg|lossy|off] [--ours-video-codecs LIST] [--browser]
-                           [--rounds N]
+                           [--rounds N] [--latency-keys N]
 """
 
 from __future__ import annotations
@@ -56,9 +56,9 @@ LATENCY_KEYS = 1000  # key presses per client in a latency row: p99 is then the 
 KEY_PERIOD = 0.16  # seconds per key and client in both rows (a press every 0.15 s, and its handling)
 
 
-def latency_seconds(seconds: float, windows: int) -> float:
-    """Length of each of ``windows`` latency windows: ``seconds``, or longer to reach LATENCY_KEYS."""
-    return max(seconds, LATENCY_KEYS * KEY_PERIOD / windows)
+def latency_seconds(seconds: float, windows: int, keys: int = LATENCY_KEYS) -> float:
+    """Length of each of ``windows`` latency windows: ``seconds``, or longer to reach ``keys`` presses."""
+    return max(seconds, keys * KEY_PERIOD / windows)
 
 
 def register(sub) -> None:
@@ -75,6 +75,8 @@ def register(sub) -> None:
                    help="add echo-browser: key latency in Chromium, our web client vs spice-html5 on Xspice")
     c.add_argument("--ours-video-codecs", default=None, metavar="LIST",
                    help="aiospice's --video-codecs (e.g. h264: its streams to spice-gtk in H.264)")
+    c.add_argument("--latency-keys", type=int, default=LATENCY_KEYS, metavar="N",
+                   help="key presses per client the latency rows aim for (0: windows of --seconds)")
     c.add_argument("--rounds", type=int, default=1,
                    help="windows per row and server, the servers taking turns; the figures pool them")
     c.set_defaults(func=run_compare)
@@ -312,19 +314,20 @@ def format_table(rows: list[tuple[str, str, dict | str]]) -> list[str]:
 async def compare(workloads: list[str], width: int, height: int, seconds: float, streaming: str = "on",
                   warmup: float = 1.5, echo=print, ours_streaming: str | None = None,
                   browser: bool = False, rounds: int = 1,
-                  ours_args: Sequence[str] = ()) -> list[tuple[str, str, dict | str]]:
+                  ours_args: Sequence[str] = (), latency_keys: int = LATENCY_KEYS) -> list[tuple[str, str, dict | str]]:
     """Measure every workload on both servers; return (workload, server, summary-or-error) rows.
 
     ``browser``: one more row, ``echo-browser``: key latency in Chromium, our web client on aiospice
     against spice-html5 on Xspice.  ``rounds``: windows per row and server, in turns, pooled.
-    ``ours_args``: more ``aiospice serve`` options (e.g. ``--video-codecs h264``)."""
+    ``ours_args``: more ``aiospice serve`` options (e.g. ``--video-codecs h264``).  ``latency_keys``: key
+    presses per client the latency rows aim for (0: just their windows of ``seconds``)."""
     rows: list[tuple[str, str, dict | str]] = []
     have_x = wirebench.xspice_available()
     runs = [(wl, False) for wl in workloads] + ([("echo", True)] if browser else [])
     for wl, in_browser in runs:
         label = "echo-browser" if in_browser else wl
         if in_browser and have_x:  # one session, the keys in turns: as many keys as the echo row
-            window = latency_seconds(seconds * max(rounds, LATENCY_WINDOWS), 1)
+            window = latency_seconds(seconds * max(rounds, LATENCY_WINDOWS), 1, latency_keys)
             pair = await browser_in_turns(width, height, window, streaming, ours_streaming, ours_args)
             for server, r in zip(("aiospice", "Xspice"), pair, strict=True):
                 rows.append((label, server, _row(r, window)))
@@ -333,7 +336,7 @@ async def compare(workloads: list[str], width: int, height: int, seconds: float,
                      f"{s['cpu10']:.3f} CPU s/10s, {s['n_lat']} keys (in turns with the other)"), flush=True)
             continue
         n = max(rounds, LATENCY_WINDOWS) if wl == "echo" else max(1, rounds)
-        win = latency_seconds(seconds, n) if wl == "echo" else seconds
+        win = latency_seconds(seconds, n, latency_keys) if wl == "echo" else seconds
         results: dict[str, list[dict]] = {"aiospice": [], "Xspice": []}
         for _ in range(n):
             for server, fn in (("aiospice", measure_ours), ("Xspice", measure_xspice)):
@@ -366,11 +369,12 @@ def run_compare(args: argparse.Namespace) -> int:
           + (f" (aiospice --streaming {args.ours_streaming})" if args.ours_streaming else "")
           + (f" (aiospice --video-codecs {args.ours_video_codecs})" if args.ours_video_codecs else "") + "; bytes = all channels, CPU = server process(es) "
           "incl. the drawing client, latency in ms (echo: key press -> changed pixels, about "
-          f"{LATENCY_KEYS} keys per client over {max(args.rounds, LATENCY_WINDOWS)} windows)"
+          f"{args.latency_keys} keys per client over {max(args.rounds, LATENCY_WINDOWS)} windows)"
           + (f"; {args.rounds} windows per row and server, in turns" if args.rounds > 1 else ""), flush=True)
     rows = asyncio.run(compare(names, w, h, args.seconds, args.streaming, args.warmup,
                                ours_streaming=args.ours_streaming, browser=args.browser, rounds=args.rounds,
-                               ours_args=["--video-codecs", args.ours_video_codecs] if args.ours_video_codecs else []))
+                               ours_args=["--video-codecs", args.ours_video_codecs] if args.ours_video_codecs else [],
+                               latency_keys=args.latency_keys))
     print()
     for line in format_table(rows):
         print(line)

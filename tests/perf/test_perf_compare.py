@@ -12,7 +12,8 @@ pytestmark = [pytest.mark.peer, pytest.mark.bench, pytest.mark.timeout(300)]
 
 @pytest.mark.skipif(not wirebench.xspice_available(), reason="xserver-xspice not installed")
 async def test_perf_compare_short_table():
-    rows = await compare.compare(["typing", "video-320x240", "echo"], 800, 600, 2.5, warmup=1.0)
+    rows = await compare.compare(["typing", "video-320x240", "echo"], 800, 600, 2.5, warmup=1.0,
+                                 latency_keys=0)
     print()
     for line in compare.format_table(rows):
         print(line)
@@ -27,7 +28,7 @@ async def test_perf_compare_short_table():
 @pytest.mark.skipif(not (wirebench.xspice_available() and browserbench.available()),
                     reason="xserver-xspice or chromium/playwright missing")
 async def test_perf_browser_latency_row():
-    rows = await compare.compare([], 800, 600, 3.0, browser=True)
+    rows = await compare.compare([], 800, 600, 3.0, browser=True, latency_keys=0)
     print()
     for line in compare.format_table(rows):
         print(line)
@@ -47,11 +48,15 @@ def test_perf_table_ratios():
 
 
 def test_pool_adds_windows_and_keeps_errors():
-    a = {"bytes": {"2": 100, "1": 5}, "seconds": 10.0, "cpu": 0.2, "frames": 30, "latency_ms": [1.0], "key_misses": 1}
-    b = {"bytes": {"2": 300}, "seconds": 9.0, "cpu": 0.1, "frames": 20, "latency_ms": [2.0, 3.0], "key_misses": 0}
+    a = {"bytes": {"2": 100, "1": 5}, "seconds": 10.0, "cpu": 0.2, "frames": 30, "bursts": 31, "span": 2.9,
+         "latency_ms": [1.0], "key_misses": 1}
+    b = {"bytes": {"2": 300}, "seconds": 9.0, "cpu": 0.1, "frames": 20, "bursts": 20, "span": 1.9,
+         "latency_ms": [2.0, 3.0], "key_misses": 0}
     r = compare.pool([a, b])
     assert r == {"bytes": {"2": 400, "1": 5}, "seconds": 19.0, "cpu": pytest.approx(0.3), "frames": 50,
-                 "latency_ms": [1.0, 2.0, 3.0], "key_misses": 1}
+                 "bursts": 51, "intervals": 48, "span": pytest.approx(4.8), "latency_ms": [1.0, 2.0, 3.0],
+                 "key_misses": 1}
     s = compare.summarise(r, 20.0)
     assert s["display_kb10"] == pytest.approx(400 * 10 / 19.0 / 1000) and s["p50"] == 2.0 and s["n_lat"] == 3
+    assert s["fps"] == pytest.approx(10.0) and s["bursts_per_s"] == pytest.approx(51 / 19.0)  # first to last
     assert compare.pool([a, {"errors": ["boom"]}]) == {"errors": ["boom"]}
