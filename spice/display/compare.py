@@ -95,7 +95,8 @@ async def _listening(port: int, proc: asyncio.subprocess.Process, timeout: float
     return False
 
 
-CLOCK_BOX = (240, 30)  # width, height at the top right: both guests' clock (the built-in top bar's, the X scene's)
+# width, height at the top right: both guests' clock (the built-in top bar's, the X scene's window)
+CLOCK_BOX = (240, 30)
 
 
 def _probe_args(workload: str, warmup: float, width: int) -> list[str]:
@@ -240,9 +241,8 @@ def pool(results: list[dict]) -> dict:
     errors = [e for r in results for e in r.get("errors") or []]
     if errors:
         return {"errors": errors}
-    out: dict = {"bytes": {}, "seconds": 0.0, "cpu": 0.0, "frames": 0, "bursts": 0, "intervals": 0, "span": 0.0,
-                 "latency_ms": [],
-                 "key_misses": 0}
+    out: dict = {"bytes": {}, "seconds": 0.0, "cpu": 0.0, "frames": 0, "bursts": 0, "intervals": 0,
+                 "span": 0.0, "latency_ms": [], "key_misses": 0}
     for r in results:
         for ch, n in (r.get("bytes") or {}).items():
             out["bytes"][ch] = out["bytes"].get(ch, 0) + n
@@ -258,11 +258,11 @@ def pool(results: list[dict]) -> dict:
 
 
 def summarise(r: dict, seconds: float) -> dict:
-    """Per-10-s bytes and CPU, fps and latency percentiles from one probe result."""
+    """Per-10-s bytes and CPU, fps and latency percentiles from a :func:`pool`ed result (or a browser row's)."""
     sec = max(r.get("seconds") or seconds, 1e-9)
     lat = r.get("latency_ms") or []
-    if r.get("span"):  # first picture to last: the window's phase does not add or drop one
-        fps = r.get("intervals", max(0, (r.get("frames") or 0) - 1)) / r["span"]
+    if r.get("span"):  # (pooled) first picture to last: the window's phase does not add or drop one
+        fps = r["intervals"] / r["span"]
     else:
         fps = (r.get("frames") or 0) / sec
     return {"kb10": sum(r.get("bytes", {}).values()) * 10 / sec / 1000,

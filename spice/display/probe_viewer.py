@@ -6,12 +6,13 @@ Connects like remote-viewer (opens every offered channel), waits for the display
 ``--warmup`` seconds (the first full screen is not measured), prints ``START`` and reads every
 channel's ``total-read-bytes``; after ``--seconds`` prints ``END`` and one JSON line:
 ``{"bytes": {channel_type: n}, "seconds": s, "size": [w, h], "frames": n, "latency_ms": [...],
-"errors": [...]}``.  ``frames`` counts the pictures delivered: bursts of ``display-invalidate`` signals.
-Parts that arrive within half a frame of ``--scene-fps`` are one picture, and updates wholly inside
-``--clock-area`` are left out (:class:`framecount.FrameCounter`); ``span`` is the time from the first
-picture to the last, ``bursts`` the plain count of 4 ms-separated bursts of every update.  With ``--keys`` it also presses a key every
-``--key-interval`` seconds on the inputs channel and records the time from the press to the first
-framebuffer change outside the areas that changed during the warm-up (a clock): ``latency_ms``.
+"errors": [...]}``.  ``frames`` counts the pictures delivered: bursts of ``display-invalidate``
+signals.  Parts that arrive within half a frame of ``--scene-fps`` are one picture, and updates wholly
+inside ``--clock-area`` are left out (:class:`framecount.FrameCounter`); ``span`` is the time from the
+first picture to the last, ``bursts`` the plain count of 4 ms-separated bursts of every update.  With
+``--keys`` it also presses a key every ``--key-interval`` seconds on the inputs channel and records
+the time from the press to the first framebuffer change outside the areas that changed during the
+warm-up (a clock): ``latency_ms``.
 Used by ``aiospice bench display --wire`` and ``aiospice bench compare`` for our server and Xspice alike.
 """
 
@@ -49,7 +50,8 @@ def main() -> int:
     args = ap.parse_args()
     loop = GLib.MainLoop()
     channels: list = []
-    state = {"start": None, "t0": 0.0, "size": None, "errors": [], "marked": False, "key_t0": None, "inputs": None}
+    state = {"start": None, "t0": 0.0, "size": None, "errors": [], "marked": False, "key_t0": None,
+             "inputs": None}
     background: list[tuple[int, int, int, int]] = []  # areas that changed during the warm-up
     latencies: list[float] = []
     counter = FrameCounter(args.clock_area, args.scene_fps)
@@ -73,8 +75,7 @@ def main() -> int:
         print(json.dumps({"bytes": {k: v - start.get(k, 0) for k, v in end.items()},
                           "seconds": time.monotonic() - state["t0"], "size": state["size"],
                           "frames": counter.frames, "bursts": counter.bursts, "span": counter.span,
-                          "latency_ms": latencies,
-                          "key_misses": misses[0], "errors": state["errors"]}), flush=True)
+                          "latency_ms": latencies, "key_misses": misses[0], "errors": state["errors"]}), flush=True)
         session.disconnect()
         GLib.timeout_add(200, loop.quit)
         return False
