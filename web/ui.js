@@ -33,7 +33,11 @@ const ui = {
 };
 
 const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-const client = new SpiceClient({ url: `${scheme}//${location.host}/spice`, canvas, ui });
+// ?video=h264,vp8,mjpeg: the stream codecs to ask the server for, preferred first (default: the server's order)
+const VIDEO_CODECS = { mjpeg: 1, vp8: 2, h264: 3 };
+const videoPreference = (new URLSearchParams(location.search).get("video") || "").split(",")
+  .map((name) => VIDEO_CODECS[name.trim().toLowerCase()]).filter(Boolean);
+const client = new SpiceClient({ url: `${scheme}//${location.host}/spice`, canvas, ui, videoPreference });
 window.aiospice = client;
 
 // -- scaling ---------------------------------------------------------------------------------------------

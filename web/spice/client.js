@@ -6,12 +6,17 @@ import { MainChannel, MOUSE_CLIENT } from "./channels/main.js";
 import { DisplayChannel } from "./channels/display.js";
 import { InputsChannel } from "./channels/inputs.js";
 import { CursorChannel } from "./channels/cursor.js";
+import { videoCodecs } from "./decoders/video.js";
 
 const BACKOFF_MIN_MS = 500, BACKOFF_MAX_MS = 15000;
 
 export class SpiceClient {
-  constructor({ url, canvas, ui }) {
+  // `videoPreference`: stream codec types to ask the server for, preferred first ([]: the server's order).
+  constructor({ url, canvas, ui, videoPreference = [] }) {
     this.url = url;
+    this.videoPreference = videoPreference;
+    this.videoCodecs = new Set(); // the VP8 / H.264 this browser decodes (WebCodecs), found at connect
+    this.mmOffset = null; // server multimedia time - performance.now(), from the main channel
     this.canvas = canvas;
     this.ui = ui;
     this.password = "";
@@ -41,6 +46,8 @@ export class SpiceClient {
     this.teardown();
     const gen = ++this.generation;
     this.setState("connecting");
+    this.videoCodecs = await videoCodecs();
+    if (gen !== this.generation) return;
     const main = new MainChannel(this);
     this.main = main;
     this.channels = [main];
@@ -67,7 +74,9 @@ export class SpiceClient {
     const links = [];
     for (const [type, id] of list) {
       let ch = null;
-      if (type === CHANNEL.DISPLAY && id === 0 && !this.display) ch = this.display = new DisplayChannel(this, 0);
+      if (type === CHANNEL.DISPLAY && id === 0 && !this.display) {
+        ch = this.display = new DisplayChannel(this, 0, { videoCodecs: this.videoCodecs, preference: this.videoPreference });
+      }
       else if (type === CHANNEL.INPUTS && !this.inputs) ch = this.inputs = new InputsChannel(this);
       else if (type === CHANNEL.CURSOR && id === 0 && !this.cursor) ch = this.cursor = new CursorChannel(this);
       if (!ch) continue;
@@ -115,6 +124,8 @@ export class SpiceClient {
 
   // -- callbacks from channels ---------------------------------------------------------------------
   countBytes(n) { this.bytes += n; }
+  setMmTime(mm) { this.mmOffset = mm - performance.now(); }
+  mmTime() { return this.mmOffset === null ? null : performance.now() + this.mmOffset; }
   latency(ms) { this.lastLatency = ms; }
   named(name) { this.ui.named(name); }
   marked() {}

@@ -3,22 +3,32 @@
 import { Channel, CHANNEL } from "../channel.js";
 import { Writer } from "../wire.js";
 import { decodeImage, decodeJpeg, IMAGE_FLAG_CACHE_ME, IMAGE_NAMES } from "../decoders/image.js";
+import { CODEC, CODEC_NAMES, VideoStreamDecoder } from "../decoders/video.js";
 
 const M = { MODE: 101, MARK: 102, RESET: 103, COPY_BITS: 104, INVAL_LIST: 105, INVAL_ALL_PIXMAPS: 106,
   INVAL_PALETTE: 107, INVAL_ALL_PALETTES: 108, STREAM_CREATE: 122, STREAM_DATA: 123, STREAM_CLIP: 124,
   STREAM_DESTROY: 125, STREAM_DESTROY_ALL: 126, DRAW_FILL: 302, DRAW_OPAQUE: 303, DRAW_COPY: 304,
   DRAW_BLEND: 305, DRAW_BLACKNESS: 306, DRAW_WHITENESS: 307, SURFACE_CREATE: 314, SURFACE_DESTROY: 315,
-  STREAM_DATA_SIZED: 316, MONITORS_CONFIG: 317 };
-const MSGC_INIT = 101;
+  STREAM_DATA_SIZED: 316, MONITORS_CONFIG: 317, STREAM_ACTIVATE_REPORT: 319 };
+const MSGC_INIT = 101, MSGC_STREAM_REPORT = 102, MSGC_PREFERRED_VIDEO_CODEC_TYPE = 105;
+const CAP_PREF_VIDEO_CODEC_TYPE = 12;
 // A batch whose dirty rectangles cover at most this many pixels (a typed key's echo, the clock) is
 // presented at once even when this display frame already had a present: putting it costs microseconds,
 // while waiting for the next animation frame would add up to a refresh interval to its latency.
 export const SMALL_PRESENT_PIXELS = 16384;
 
-// Display caps we announce: LZ4_COMPRESSION (5), MULTI_CODEC (8) and CODEC_MJPEG (9): a server whose
-// policy allows lossy video sends video areas as MJPEG streams (decoded with createImageBitmap; messages
-// after a frame wait for it, so a later lossless redraw is never overwritten), everything else lossless.
-export const DISPLAY_CAPS = (1 << 5) | (1 << 8) | (1 << 9);
+// Display caps we announce: STREAM_REPORT (4), LZ4_COMPRESSION (5), MULTI_CODEC (8), CODEC_MJPEG (9),
+// and CODEC_VP8 (10) / CODEC_H264 (11) where this browser's WebCodecs decodes them: a server whose policy
+// allows lossy video sends video areas as streams, everything else lossless.
+export const DISPLAY_CAPS = (1 << 4) | (1 << 5) | (1 << 8) | (1 << 9);
+const CODEC_CAPS = { [CODEC.VP8]: 1 << 10, [CODEC.H264]: 1 << 11 };
+
+// The display caps for a browser that decodes `videoCodecs` (a Set of CODEC values).
+export function displayCaps(videoCodecs) {
+  let caps = DISPLAY_CAPS;
+  for (const c of videoCodecs) caps |= CODEC_CAPS[c] || 0;
+  return caps;
+}
 const CACHE_PIXELS = 4 * 1024 * 1024;
 
 function readRect(r) {
@@ -33,21 +43,35 @@ function intersect(a, b) {
 }
 
 export class DisplayChannel extends Channel {
-  constructor(client, id = 0) {
-    super(client, CHANNEL.DISPLAY, id, DISPLAY_CAPS);
+  // `videoCodecs`: the inter-frame codecs to announce; `preference`: codec types to ask the server for,
+  // preferred first (PREFERRED_VIDEO_CODEC_TYPE), or none.
+  constructor(client, id = 0, { videoCodecs = new Set(), preference = [] } = {}) {
+    super(client, CHANNEL.DISPLAY, id, displayCaps(videoCodecs));
+    this.videoCodecs = videoCodecs;
+    this.preference = preference;
     this.surfaces = new Map();
     this.cache = new Map();
     this.streams = new Map();
     this.primary = null;
     this.dirty = null;
     this.rafPending = false; // a frame tick is scheduled: presents in this display frame wait for it
-    this.stats = { draws: 0, decodeMs: 0, drawMs: 0, presents: 0, presentMs: 0, byType: {} };
+    this.stats = { draws: 0, decodeMs: 0, drawMs: 0, presents: 0, presentMs: 0, reports: 0, byType: {} };
   }
 
   onOpen() {
     const w = new Writer(14);
     w.u8(1).u64(CACHE_PIXELS).u8(0).i32(0);
     this.send(MSGC_INIT, w.done());
+    if (this.preference.length && (this.serverCaps.channel & (1 << CAP_PREF_VIDEO_CODEC_TYPE))) {
+      const p = new Writer(1 + this.preference.length).u8(this.preference.length);
+      for (const c of this.preference) p.u8(c);
+      this.send(MSGC_PREFERRED_VIDEO_CODEC_TYPE, p.done());
+    }
+  }
+
+  close() {
+    this.streamDestroyAll();
+    super.close();
   }
 
   // -- surfaces and presentation ---------------------------------------------------------------
@@ -191,8 +215,9 @@ export class DisplayChannel extends Channel {
       case M.STREAM_DATA: return this.streamData(r, false);
       case M.STREAM_DATA_SIZED: return this.streamData(r, true);
       case M.STREAM_CLIP: return undefined;
-      case M.STREAM_DESTROY: this.streams.delete(r.u32()); return undefined;
-      case M.STREAM_DESTROY_ALL: this.streams.clear(); return undefined;
+      case M.STREAM_DESTROY: this.streamDestroy(r.u32()); return undefined;
+      case M.STREAM_DESTROY_ALL: this.streamDestroyAll(); return undefined;
+      case M.STREAM_ACTIVATE_REPORT: this.activateReport(r); return undefined;
       case M.MONITORS_CONFIG:
       case M.INVAL_PALETTE:
       case M.INVAL_ALL_PALETTES:
@@ -322,37 +347,120 @@ export class DisplayChannel extends Channel {
     }
   }
 
-  // -- MJPEG streams ------------------------------------------------------------------------------
+  // -- video streams ------------------------------------------------------------------------------
+  // MJPEG frames decode with createImageBitmap, VP8 / H.264 frames with WebCodecs (one VideoDecoder per
+  // stream); a frame holds back the messages behind it until it is drawn, so a later lossless redraw is
+  // never overwritten.  With STREAM_REPORT the server's report window is answered as spice-gtk does.
   streamCreate(r) {
     const surfaceId = r.u32(), id = r.u32(), flags = r.u8(), codec = r.u8();
     r.u64key();
     const sw = r.u32(), sh = r.u32(), srcW = r.u32(), srcH = r.u32();
     const dest = readRect(r);
-    this.streams.set(id, { surfaceId, flags, codec, width: sw, height: sh, srcW, srcH, dest });
-    if (codec !== 1) console.warn(`stream codec ${codec} not supported`);
+    this.streamDestroy(id);
+    const st = { id, surfaceId, flags, codec, width: sw, height: sh, srcW, srcH, dest, decoder: null, report: null };
+    this.streams.set(id, st);
+    if (codec === CODEC.MJPEG) return;
+    if (!this.videoCodecs.has(codec)) { this.refuseStream(st, "not announced"); return; }
+    try {
+      st.decoder = new VideoStreamDecoder(codec, sw, sh, (err) => this.refuseStream(st, err.message));
+      st.decoder.onLate = (image) => { if (this.streams.get(id) === st) this.drawFrame(st, image, sw, sh, st.dest); };
+    } catch (err) {
+      this.refuseStream(st, err.message);
+    }
+  }
+
+  // This client cannot decode the stream: STREAM_REPORT with no frames and 0xffffffff drops (spice-gtk's
+  // way); the server goes on with its next codec.
+  refuseStream(st, why) {
+    if (st.refused) return;
+    st.refused = true;
+    console.warn(`stream ${st.id}: ${CODEC_NAMES[st.codec] || st.codec} cannot be decoded here (${why})`);
+    if (st.decoder) st.decoder.close();
+    const w = new Writer(32);
+    w.u32(st.id).u32(st.report ? st.report.uid : 0).u32(0).u32(0).u32(0).u32(0xffffffff).i32(0).u32(0xffffffff);
+    this.send(MSGC_STREAM_REPORT, w.done());
+  }
+
+  streamDestroy(id) {
+    const st = this.streams.get(id);
+    if (!st) return;
+    this.streams.delete(id);
+    if (st.decoder) st.decoder.close();
+    if (st.report) clearTimeout(st.report.timer);
+  }
+
+  streamDestroyAll() {
+    for (const id of [...this.streams.keys()]) this.streamDestroy(id);
+  }
+
+  activateReport(r) {
+    const id = r.u32(), uid = r.u32(), window = r.u32(), timeoutMs = r.u32();
+    const st = this.streams.get(id);
+    if (!st) return;
+    if (st.report) clearTimeout(st.report.timer);
+    st.report = { uid, window: Math.max(1, window), timeoutMs, frames: 0, drops: 0, start: 0, end: 0, delay: 0,
+      since: 0, timer: 0 };
+  }
+
+  // Count one frame of `st` (stamped `mm`) that was drawn, or dropped; send the report when the window is
+  // full or its time is up.
+  reportFrame(st, mm, drawn) {
+    const rep = st.report;
+    if (!rep || this.streams.get(st.id) !== st) return;
+    if (!rep.frames && !rep.drops) {
+      rep.start = mm;
+      rep.since = performance.now();
+      if (rep.timeoutMs) rep.timer = setTimeout(() => this.sendReport(st), rep.timeoutMs);
+    }
+    if (drawn) rep.frames++; else rep.drops++;
+    rep.end = mm;
+    rep.delay = this.client.mmTime() === null ? 0 : (mm - this.client.mmTime()) | 0;
+    if (rep.frames + rep.drops >= rep.window) this.sendReport(st);
+  }
+
+  sendReport(st) {
+    const rep = st.report;
+    if (!rep || (!rep.frames && !rep.drops) || this.streams.get(st.id) !== st) return;
+    clearTimeout(rep.timer);
+    const w = new Writer(32);
+    w.u32(st.id).u32(rep.uid).u32(rep.start >>> 0).u32(rep.end >>> 0).u32(rep.frames).u32(rep.drops)
+      .i32(rep.delay).u32(0xffffffff);
+    this.send(MSGC_STREAM_REPORT, w.done());
+    this.stats.reports++;
+    rep.frames = rep.drops = 0;
   }
 
   streamData(r, sized) {
     const id = r.u32();
-    r.u32(); // mm time: frames are shown as soon as decoded
+    const mm = r.u32(); // drawn as soon as decoded; the stamp only goes into the reports
     const st = this.streams.get(id);
     let width = st ? st.width : 0, height = st ? st.height : 0, dest = st ? st.dest : null;
     if (sized) { width = r.u32(); height = r.u32(); dest = readRect(r); }
     const size = r.u32();
     const data = r.bytes(size).slice();
-    if (!st || st.codec !== 1) return undefined;
-    const surface = this.surfaces.get(st.surfaceId);
-    if (!surface) return undefined;
-    return this.timed(() => decodeJpeg(data, width, height).then((image) => {
-      this.countImage("MJPEG");
-      if (!(st.flags & 1)) { // bottom-up frame
-        const flipped = new Uint32Array(image.pixels.length);
-        for (let y = 0; y < height; y++) flipped.set(image.pixels.subarray(y * width, (y + 1) * width), (height - 1 - y) * width);
-        image = { width, height, pixels: flipped };
-      }
-      const bounds = { x: 0, y: 0, w: surface.width, h: surface.height };
-      const clip = intersect(dest, bounds);
-      if (clip) this.blit({ surface, box: dest, clips: [clip] }, image, { x: 0, y: 0, w: width, h: height });
+    if (!st || st.refused) return undefined;
+    if (!this.surfaces.get(st.surfaceId)) return undefined;
+    const decoding = st.codec === CODEC.MJPEG ? decodeJpeg(data, width, height) : st.decoder.decode(data);
+    return this.timed(() => decoding.then((image) => {
+      if (image) this.drawFrame(st, image, width, height, dest);
+      this.reportFrame(st, mm, Boolean(image));
+    }, (err) => {
+      this.reportFrame(st, mm, false);
+      throw err;
     }));
+  }
+
+  drawFrame(st, image, width, height, dest) {
+    const surface = this.surfaces.get(st.surfaceId);
+    if (!surface) return;
+    this.countImage(CODEC_NAMES[st.codec] || String(st.codec));
+    if (!(st.flags & 1)) { // bottom-up frame
+      const flipped = new Uint32Array(image.pixels.length);
+      for (let y = 0; y < height; y++) flipped.set(image.pixels.subarray(y * width, (y + 1) * width), (height - 1 - y) * width);
+      image = { width, height, pixels: flipped };
+    }
+    const bounds = { x: 0, y: 0, w: surface.width, h: surface.height };
+    const clip = intersect(dest, bounds);
+    if (clip) this.blit({ surface, box: dest, clips: [clip] }, image, { x: 0, y: 0, w: width, h: height });
   }
 }

@@ -2,7 +2,7 @@
 import { Channel, CHANNEL } from "../channel.js";
 import { Writer } from "../wire.js";
 
-const M = { INIT: 103, CHANNELS_LIST: 104, MOUSE_MODE: 105, AGENT_CONNECTED: 107, AGENT_DATA: 109, NAME: 113,
+const M = { INIT: 103, CHANNELS_LIST: 104, MOUSE_MODE: 105, MULTI_MEDIA_TIME: 106, AGENT_CONNECTED: 107, AGENT_DATA: 109, NAME: 113,
   AGENT_CONNECTED_TOKENS: 115 };
 const MSGC = { ATTACH_CHANNELS: 104, MOUSE_MODE_REQUEST: 105, AGENT_START: 106, AGENT_TOKEN: 108 };
 export const MOUSE_SERVER = 1, MOUSE_CLIENT = 2;
@@ -25,6 +25,8 @@ export class MainChannel extends Channel {
         this.supportedModes = r.u32();
         this.mouseMode = r.u32();
         const agent = r.u32();
+        r.u32(); // agent tokens
+        this.client.setMmTime(r.u32());
         if (agent) this.send(MSGC.AGENT_START, new Writer(4).u32(0xffffffff).done());
         if ((this.supportedModes & MOUSE_CLIENT) && this.mouseMode !== MOUSE_CLIENT) this.requestMode(MOUSE_CLIENT);
         this.client.sessionStarted(this.sessionId);
@@ -47,6 +49,9 @@ export class MainChannel extends Channel {
         }
         return;
       }
+      case M.MULTI_MEDIA_TIME:
+        this.client.setMmTime(r.u32());
+        return;
       case M.NAME: {
         const len = r.u32();
         const name = new TextDecoder().decode(r.bytes(Math.min(len, r.remaining))).replace(/\0.*$/, "");
