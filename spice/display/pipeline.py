@@ -145,7 +145,10 @@ class DisplayClient:
         self._stream: VideoStream | None = None
         self._stream_serial = -1
         self._stream_create: StreamCreate | None = None  # how this client's stream was opened (its codec)
-        self._video: video.InterFrameEncoder | None = None  # its VP8 / H.264 encoder (MJPEG: shared encodes)
+        self._video: video.InterFrameEncoder | None = None  # its own VP8 / H.264 encoder (MJPEG: shared encodes)
+        self._shared: video.SharedEncoder | None = None  # or the stream's shared one, and the last frame of it
+        self._shared_seq = 0  # it was sent
+        self._solo = False  # fell behind the shared encoder (or its frame rate was lowered): its own till the end
         #: the client's own codec order (PREFERRED_VIDEO_CODEC_TYPE): it reorders the server's list (never
         #: adds to it); empty: the server's order
         self.codec_preference: tuple[int, ...] = ()
@@ -239,10 +242,13 @@ class DisplayClient:
         With ``max_bytes`` the answer stops after about that many bytes (at least one command);
         the rest stays pending.
         """
+        p = self._pipeline
+        active = p._stream
+        if active is not None and self._stream is None and not self._full and self.streams_allowed:
+            self._join(active)  # attached (or given its whole screen) while the video played: join it now
         if (self._cmds and not self._ctrl and not self._full and self._stream is None
                 and not self._dirty_marked() and not marked(self._refresh)):
             return self._take_passthrough()
-        p = self._pipeline
         out: list[DrawCommand] = list(self._ctrl)
         self._ctrl.clear()
         for cmd in out:
@@ -263,18 +269,12 @@ class DisplayClient:
             now = time.monotonic()
             if s.frame_serial > self._stream_serial and now - self._last_stream_frame >= self.stream_interval:
                 try:
-                    encoder = self._inter_frame_encoder(s)
-                    if encoder is None:
-                        frame = p.stream_frame(s, max(STREAM_QUALITY_MIN,
-                                                      stream_quality(s.rect) - self.stream_quality_drop))
-                    else:
-                        frame = p.own_stream_frame(s, encoder)
+                    frames = self._stream_frames(s)
                 except video.EncoderError as err:  # as if the client could not decode it: the next codec
                     log.warning("video encoder failed: %s", err)
                     self.stream_report(0, 0xFFFFFFFF, 0)
                 else:
-                    if frame.data:  # (an encoder may hold a frame back: nothing to send for it)
-                        out.append(frame)
+                    out.extend(f for f in frames if f.data)  # (an encoder may hold a frame back)
                     self._stream_serial = s.frame_serial
                     self._last_stream_frame = now
         total = sum(command_size(c) for c in out)
@@ -469,16 +469,40 @@ class DisplayClient:
         self._dirty[s.cells] = False
         return True
 
-    def _inter_frame_encoder(self, s: VideoStream) -> video.InterFrameEncoder | None:
-        """This client's VP8 / H.264 encoder for ``s`` (made at its first frame); None for MJPEG.  Its quality
-        stays the default: a new quality would need a new encoder, and so a key frame, the biggest frame
-        there is (the adaptation lowers the frame rate instead)."""
+    def _stream_frames(self, s: VideoStream) -> list[StreamData]:
+        """What this client is sent of ``s``'s latest picture: one MJPEG frame (shared encodes, at its
+        quality), or VP8 / H.264 frames from the stream's shared encoder (those after the last it was sent)
+        or, for a client that fell behind it or whose frame rate is lowered, from its own encoder.  Their
+        quality stays the default: a new quality would need a new encoder, and so a key frame, the biggest
+        frame there is (the adaptation lowers the frame rate instead)."""
+        p = self._pipeline
         codec = self._stream_create.codec if self._stream_create is not None else video.MJPEG
         if codec == video.MJPEG:
-            return None
+            return [p.stream_frame(s, max(STREAM_QUALITY_MIN, stream_quality(s.rect) - self.stream_quality_drop))]
+        if self._shared is not None and self.stream_interval:  # fewer frames than the others: its own
+            self._leave_shared()
+            self._solo = True
+        if self._shared is None and self._video is None and not self._solo:
+            self._shared = p.shared_encoder(s, codec)
+            self._shared_seq = self._shared.join()
+        shared = self._shared
+        if shared is not None:
+            if shared.serial < s.frame_serial:
+                p.shared_stream_frame(s, shared)
+            frames = shared.after(self._shared_seq)
+            if frames is not None:
+                self._shared_seq = shared.seq
+                return [StreamData(s.id, s.rect, data, s.frame_time) for data in frames]
+            self._leave_shared()  # too far behind the others: its own encoder from here (a key frame)
+            self._solo = True
         if self._video is None:
             self._video = video.InterFrameEncoder(codec, s.rect.width, s.rect.height, stream_quality(s.rect))
-        return self._video
+        return [p.own_stream_frame(s, self._video)]
+
+    def _leave_shared(self) -> None:
+        if self._shared is not None:
+            self._pipeline._leave_shared(self._shared)
+            self._shared = None
 
     @property
     def _inter_frame(self) -> bool:
@@ -507,6 +531,8 @@ class DisplayClient:
         if self._video is not None:
             self._video.close()
             self._video = None
+        self._leave_shared()
+        self._solo = False
         create = self._stream_create
         if create is not None and create.codec != video.MJPEG:
             self._pipeline._release_inter_frame(create.rect.width * create.rect.height)
@@ -651,6 +677,8 @@ class DisplayPipeline:
         #: choices (a client's own PREFERRED_VIDEO_CODEC_TYPE too) cannot starve the other sessions
         self.max_inter_frame_pixels = MAX_INTER_FRAME_PIXELS
         self._inter_frame_pixels = 0
+        #: VP8 / H.264 encoders shared by the clients of a stream, by (stream id, codec, rect)
+        self._shared_encoders: dict[tuple[int, int, Rect], video.SharedEncoder] = {}
         self.stats = PipelineStats()
         self._clients: list[DisplayClient] = []
         self._encoded: dict[tuple, DrawCommand] = {}
@@ -1081,6 +1109,29 @@ class DisplayPipeline:
         else:
             self.stats.shared += 1
         return cmd  # type: ignore[return-value]
+
+    def shared_encoder(self, s: VideoStream, codec: int) -> video.SharedEncoder:
+        """The shared VP8 / H.264 encoder of ``s`` in ``codec`` (made for its first member)."""
+        key = (s.id, codec, s.rect)
+        enc = self._shared_encoders.get(key)
+        if enc is None:
+            enc = self._shared_encoders[key] = video.SharedEncoder(codec, s.rect.width, s.rect.height,
+                                                                   stream_quality(s.rect))
+        return enc
+
+    def _leave_shared(self, enc: video.SharedEncoder) -> None:
+        if enc.leave():
+            for key, held in list(self._shared_encoders.items()):
+                if held is enc:
+                    del self._shared_encoders[key]
+
+    def shared_stream_frame(self, s: VideoStream, enc: video.SharedEncoder) -> None:
+        """Encode the latest picture of ``s`` as ``enc``'s next frame (once, for all its members)."""
+        t0 = time.process_time()
+        r = s.rect
+        enc.encode(s.frame_serial, self._shot[r.top:r.bottom, r.left:r.right])
+        self.stats.encode_seconds += time.process_time() - t0
+        self.stats.stream_frames += 1
 
     def own_stream_frame(self, s: VideoStream, encoder: video.InterFrameEncoder) -> StreamData:
         """The latest frame of ``s`` from a client's own VP8 / H.264 ``encoder`` (for that client only)."""

@@ -1,10 +1,12 @@
 """Video stream codecs: MJPEG for every client, VP8 and H.264 (PyAV: libvpx, libx264) where a client
 announces them (display caps CODEC_VP8 / CODEC_H264, spice.md §11.2).
 
-MJPEG frames stand alone, so one encode serves every client; VP8 and H.264 frames depend on the ones
-before, so each client's stream has its own :class:`InterFrameEncoder` that sees exactly the frames that
-client is sent (a slow client's skipped frames are never referenced).  The first frame of an encoder is a
-key frame; a quality change starts a new encoder (and so a key frame).
+MJPEG frames stand alone, so one encode serves every client.  VP8 and H.264 frames depend on the ones
+before: the clients of a stream that take every frame share one :class:`SharedEncoder` (a client joining
+it later starts at a key frame it asks for; one a few frames behind gets the frames it missed), and a
+client that falls behind, or whose frame rate the adaptation lowered, gets its own
+:class:`InterFrameEncoder`, which sees exactly the frames that client is sent (its skipped frames are
+never referenced).  The first frame of an encoder is a key frame.
 
 Encoder settings are for live video: no look-ahead, no B-frames, one packet per frame (spice-gtk hands
 each STREAM_DATA to its GStreamer decoder as one frame), H.264 as an Annex-B byte stream with its
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections import deque
 from fractions import Fraction
 
 import numpy as np
@@ -122,8 +125,9 @@ class InterFrameEncoder:
         ctx.open()
         return ctx
 
-    def encode(self, pixels: np.ndarray) -> bytes:
-        """The next compressed frame: ``pixels`` (``(height, width, 4)`` BGRX)."""
+    def encode(self, pixels: np.ndarray, key: bool = False) -> bytes:
+        """The next compressed frame: ``pixels`` (``(height, width, 4)`` BGRX); ``key``: a key frame (H.264:
+        an IDR with its parameter sets), which a decoder can start from."""
         import av
 
         if self._ctx is None:
@@ -131,6 +135,8 @@ class InterFrameEncoder:
         try:
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="bgra")
             frame.pts = self.frames
+            if key:
+                frame.pict_type = av.video.frame.PictureType.I
             data = b"".join(bytes(p) for p in self._ctx.encode(frame))
         except Exception as err:
             raise EncoderError(f"{NAMES[self.codec]} frame: {err}") from err
@@ -139,3 +145,57 @@ class InterFrameEncoder:
 
     def close(self) -> None:
         self._ctx = None  # (PyAV frees the codec context with the object)
+
+
+#: encoded frames a shared encoder keeps for members that are a take or two behind
+SHARED_FRAMES_KEPT = 4
+
+
+class SharedEncoder:
+    """One stream's VP8 / H.264 encoder whose frames go to every member client, each frame encoded once.
+
+    Frames are numbered from 1 as encoded (``seq``); a member remembers the last one it was sent and asks
+    for those after it (:meth:`after`).  The first member to want a newer picture encodes it
+    (:meth:`encode`).  A member joining once the first frame is gone makes the next frame a key frame."""
+
+    def __init__(self, codec: int, width: int, height: int, quality: int) -> None:
+        self.codec = codec
+        self._encoder = InterFrameEncoder(codec, width, height, quality)
+        self._frames: deque[tuple[int, bytes]] = deque(maxlen=SHARED_FRAMES_KEPT)
+        self.seq = 0  # the last frame encoded
+        self.serial = -1  # the stream's frame serial it showed
+        self.members = 0
+        self._key_wanted = False
+
+    def join(self) -> int:
+        """Add a member; its starting point for :meth:`after`: the first frame while it is still kept (the
+        clients a stream starts for join one after the other), else the next frame, made a key frame."""
+        self.members += 1
+        if not self.seq or self._frames[0][0] == 1:
+            return 0
+        self._key_wanted = True
+        return self.seq
+
+    def leave(self) -> bool:
+        """Remove a member; True when none is left (the encoder is closed)."""
+        self.members -= 1
+        if self.members > 0:
+            return False
+        self._encoder.close()
+        return True
+
+    def encode(self, serial: int, pixels: np.ndarray) -> None:
+        """Encode the stream's picture ``serial`` as the next frame (EncoderError passes through)."""
+        data = self._encoder.encode(pixels, key=self._key_wanted)
+        self._key_wanted = False
+        self.seq += 1
+        self.serial = serial
+        self._frames.append((self.seq, data))
+
+    def after(self, seq: int) -> list[bytes] | None:
+        """The frames encoded after ``seq``, oldest first; None when some of them are no longer kept."""
+        if seq >= self.seq:
+            return []
+        if not self._frames or self._frames[0][0] > seq + 1:
+            return None
+        return [data for n, data in self._frames if n > seq]

@@ -178,7 +178,7 @@ def test_failing_encoder_hands_the_stream_to_the_next_codec(monkeypatch):
     sh = ShadowCanvas(256, 192)
     sh.apply(c.take())
 
-    def broken(self, pixels):
+    def broken(self, pixels, key=False):
         raise video.EncoderError("out of memory")
 
     monkeypatch.setattr(video.InterFrameEncoder, "encode", broken)
@@ -213,3 +213,62 @@ def test_client_preference_reorders_the_server_list_and_never_adds_to_it():
     assert c._codec_order() == (video.VP8, video.MJPEG)
     p.video_codecs = (video.MJPEG,)  # the operator's list wins, whenever it changes
     assert c._codec_order() == (video.MJPEG,) and c.stream_codec(160, 120) == video.MJPEG
+
+
+def shows_video(g: FakeGuest, sh: ShadowCanvas) -> float:
+    want = g.fb[VIDEO.top:VIDEO.bottom, VIDEO.left:VIDEO.right, :3].astype(int)
+    return float(np.abs(sh.pixels[VIDEO.top:VIDEO.bottom, VIDEO.left:VIDEO.right, :3].astype(int) - want).mean())
+
+
+@needs_av
+@pytest.mark.parametrize("codec", CODECS, ids=["h264", "vp8"])
+def test_clients_in_step_share_one_encode_per_frame_and_a_late_joiner_starts_at_a_key_frame(codec):
+    """Two clients taking every frame get the same encoded frames (one encode each); a third attached
+    mid-stream asks for a key frame, which a fresh decoder starts from, and shares from then on."""
+    g, p = flat_desktop((codec, video.MJPEG))
+    first, second = lossy_client(p), lossy_client(p)
+    canvases = [ShadowCanvas(256, 192), ShadowCanvas(256, 192)]
+    for c, sh in zip((first, second), canvases, strict=True):
+        sh.apply(c.take())
+    taken = play(g, [first, second], canvases, range(20))
+    data = [[x.data for x in cmds if isinstance(x, StreamData)] for cmds in taken]
+    assert len(data[0]) >= 10 and data[0] == data[1]
+    assert all(a is b for a, b in zip(*data, strict=True))  # the same bytes, not two equal encodes
+    assert p.stats.stream_frames == len(data[0])
+    assert first._video is None and first._shared is second._shared is not None
+    late = lossy_client(p)
+    late_canvas = ShadowCanvas(256, 192)
+    late_canvas.apply(late.take())
+    before = p.stats.stream_frames
+    taken = play(g, [first, second, late], [*canvases, late_canvas], range(20, 30))
+    assert p.stats.stream_frames - before == 10  # still one encode per frame, for all three
+    late_frames = [x.data for x in taken[2] if isinstance(x, StreamData)]
+    assert late_frames == [x.data for x in taken[0] if isinstance(x, StreamData)][-len(late_frames):]
+    assert late._shared is first._shared and len(late_frames) >= 9
+    for sh in (*canvases, late_canvas):
+        assert shows_video(g, sh) < 8
+
+
+@needs_av
+def test_a_client_behind_the_shared_encoder_or_slowed_down_gets_its_own():
+    """A client that missed more frames than the shared encoder keeps goes on with its own encoder (from a
+    key frame); so does one whose frame rate the reports lowered; the others keep sharing."""
+    g, p = flat_desktop((video.VP8, video.MJPEG))
+    fast, slow, slowed = lossy_client(p), lossy_client(p), lossy_client(p)
+    canvases = [ShadowCanvas(256, 192) for _ in range(3)]
+    for c, sh in zip((fast, slow, slowed), canvases, strict=True):
+        sh.apply(c.take())
+    play(g, [fast, slow, slowed], canvases, range(12))
+    assert fast._shared is slow._shared is slowed._shared is not None
+    play(g, [fast, slowed], [canvases[0], canvases[2]], range(12, 12 + video.SHARED_FRAMES_KEPT + 2))
+    slowed.stream_report(10, 0, -5)  # late frames: a VP8 stream's frame rate drops
+    assert slowed.stream_interval > 0
+    slowed._last_stream_frame = 0.0  # (its next take is a frame time after the last, however fast this runs)
+    play(g, [fast, slow, slowed], canvases, range(20, 30))
+    assert slow._shared is None and slow._video is not None
+    assert slowed._shared is None and slowed._video is not None
+    assert fast._shared is not None and fast._shared.members == 1
+    slowed.stream_interval = 0.0  # (so that the last frame reached it too)
+    play(g, [fast, slow, slowed], canvases, range(30, 31))
+    for sh in canvases:
+        assert shows_video(g, sh) < 8

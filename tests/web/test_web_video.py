@@ -4,6 +4,7 @@ turns out not to decode refused so the server goes on in the next one, and the l
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -76,7 +77,7 @@ async def test_inter_frame_stream_plays_in_webcodecs_with_reports(codec):
             assert {video.VP8, video.H264} <= client.caps.video_codecs
             assert client._stream_create.codec == codec
             r = client._stream_create.rect
-            await wait_for(lambda: page.evaluate(f"(window.aiospice.display.stats.byType.{name} || 0) >= 30"),
+            await wait_for(lambda: page.evaluate(f"(window.aiospice.display?.stats.byType.{name} || 0) >= 30"),
                            what=f"30 {name} frames drawn")
             assert await shown_against_guest(page, guest, r) < 16
             await wait_for(lambda: reports(srv) >= 3, what="stream reports at the server")
@@ -108,7 +109,7 @@ async def test_a_codec_the_browser_cannot_decode_is_refused_and_the_next_plays()
                            and pipeline.clients[0]._stream_create.codec == video.MJPEG, what="an MJPEG stream")
             client = pipeline.clients[0]
             assert video.H264 in client._refused_codecs
-            await wait_for(lambda: page.evaluate("(window.aiospice.display.stats.byType.MJPEG || 0) >= 20"),
+            await wait_for(lambda: page.evaluate("(window.aiospice.display?.stats.byType.MJPEG || 0) >= 20"),
                            what="20 MJPEG frames drawn")
             assert await shown_against_guest(page, guest, client._stream_create.rect) < 16
             assert any("cannot be decoded here" in x for x in page.console_lines)
@@ -132,7 +133,7 @@ async def test_the_page_asks_for_its_preferred_codec():
             await wait_for(lambda: pipeline.clients and pipeline.clients[0]._stream_create is not None,
                            what="a stream to the web client")
             assert pipeline.clients[0]._stream_create.codec == video.VP8
-            await wait_for(lambda: page.evaluate("(window.aiospice.display.stats.byType.VP8 || 0) >= 10"),
+            await wait_for(lambda: page.evaluate("(window.aiospice.display?.stats.byType.VP8 || 0) >= 10"),
                            what="10 VP8 frames drawn")
     finally:
         await srv.close()
@@ -166,8 +167,45 @@ async def test_late_mjpeg_frames_in_the_reports_move_the_stream_to_an_inter_fram
             await wait_for(lambda: client._stream_create is not None and client._stream_create.codec != video.MJPEG,
                            timeout=60, what="the stream in another codec")
             name = video.NAMES[client._stream_create.codec].upper()
-            await wait_for(lambda: page.evaluate(f"(window.aiospice.display.stats.byType.{name} || 0) >= 20"),
+            await wait_for(lambda: page.evaluate(f"(window.aiospice.display?.stats.byType.{name} || 0) >= 20"),
                            what=f"20 {name} frames drawn")
             assert await shown_against_guest(page, guest, client._stream_create.rect) < 16
+    finally:
+        await srv.close()
+
+
+async def test_two_pages_share_the_vp8_encodes_and_one_opened_mid_video_starts_at_a_key_frame():
+    """A second page opened while the video plays joins the stream (a key frame made for it, which its
+    fresh WebCodecs decoder starts from); both pages are then sent the same encoded frames."""
+    if not video.available(video.VP8):
+        pytest.skip("PyAV cannot encode VP8 here")
+    guest = video_guest()
+    srv = SpiceServer(guest, ServerConfig(port=0, disable_ticketing=True, streaming="mjpeg", video_codecs=(video.VP8,)))
+    await srv.start()
+    pipeline = srv.display_pipeline
+    try:
+        async with chromium() as browser:
+            first = await new_page(browser)
+            await first.goto(url(srv))
+            await wait_for(lambda: first.evaluate("(window.aiospice.display?.stats.byType.VP8 || 0) >= 20"),
+                           what="20 VP8 frames on the first page")
+            second = await new_page(browser)
+            await second.goto(url(srv))
+            await wait_for(lambda: len(pipeline.clients) == 2 and pipeline.clients[1]._stream_create is not None,
+                           what="the second page in the stream")
+            a, b = pipeline.clients
+            assert b._stream_create.codec == video.VP8
+            await wait_for(lambda: second.evaluate("(window.aiospice.display?.stats.byType.VP8 || 0) >= 20"),
+                           what="20 VP8 frames on the second page")
+            assert a._shared is not None and b._shared is a._shared and a._shared.members == 2
+            frames0, encodes0 = a._shared.seq, pipeline.stats.stream_frames
+            await asyncio.sleep(2)
+            shared = a._shared is not None and b._shared is a._shared
+            assert shared, "a page fell behind the shared encoder"
+            assert pipeline.stats.stream_frames - encodes0 == a._shared.seq - frames0 >= 30  # one encode a frame
+            for page in (first, second):
+                assert await shown_against_guest(page, guest, b._stream_create.rect) < 16
+                errors = [x for x in page.console_lines if x.startswith(("error", "pageerror", "warning"))]
+                assert not errors, errors
     finally:
         await srv.close()
