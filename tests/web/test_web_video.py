@@ -5,6 +5,7 @@ turns out not to decode refused so the server goes on in the next one, and the l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -40,13 +41,55 @@ def video_guest() -> BuiltinGuest:
                         uptime=lambda: 42.0)
 
 
+@contextlib.asynccontextmanager
+async def video_session(*codecs: int, **cfg):
+    """(guest, server, browser): the built-in guest playing video-320x240, a server with the default
+    ``--streaming mjpeg`` policy (stream codecs ``codecs``, else its own order), Chromium."""
+    for codec in codecs:
+        if not video.available(codec):
+            pytest.skip(f"PyAV cannot encode {video.NAMES[codec]} here")
+    if codecs:
+        cfg["video_codecs"] = codecs
+    guest = video_guest()
+    srv = SpiceServer(guest, ServerConfig(port=0, disable_ticketing=True, streaming="mjpeg", **cfg))
+    await srv.start()
+    try:
+        async with chromium() as browser:
+            yield guest, srv, browser
+    finally:
+        await srv.close()
+
+
+async def open_streaming(browser, srv: SpiceServer, *, init_script: str | None = None, query: str = ""):
+    """A page of our client, once the server has put it into the video stream; (page, its DisplayClient)."""
+    pipeline = srv.display_pipeline
+    before = len(pipeline.clients)
+    page = await new_page(browser)
+    if init_script:
+        await page.add_init_script(init_script)
+    await page.goto(url(srv) + query)
+    await wait_for(lambda: len(pipeline.clients) > before and pipeline.clients[before]._stream_create is not None,
+                   what="a stream to the web client")
+    return page, pipeline.clients[before]
+
+
+async def frames_drawn(page, name: str, count: int) -> None:
+    await wait_for(lambda: page.evaluate(f"(window.aiospice.display?.stats.byType.{name} || 0) >= {count}"),
+                   what=f"{count} {name} frames drawn")
+
+
 def reports(srv: SpiceServer) -> int:
     return sum(getattr(conn.channel, "stream_reports", 0) for conn in list(srv.connections))
 
 
+def no_errors(page) -> None:
+    errors = [x for x in page.console_lines if x.startswith(("error", "pageerror", "warning"))]
+    assert not errors, errors
+
+
 async def shown_against_guest(page, guest, rect) -> float:
     """Smallest mean absolute difference of three canvas snapshots of ``rect`` against the guest's frame
-    at that moment (lossy, and a frame or so behind: ~10; a wrong or flat picture: 30 and more)."""
+    at that moment (lossy, and a frame or so behind: 3-10; a wrong or flat picture: 30 and more)."""
     diffs = []
     for _ in range(3):
         now = guest_rgb(guest)[rect.top:rect.bottom, rect.left:rect.right].astype(int)
@@ -60,61 +103,30 @@ async def test_inter_frame_stream_plays_in_webcodecs_with_reports(codec):
     """The server's order names only ``codec`` (``--video-codecs``): the browser announced it, decodes the
     stream with WebCodecs onto the canvas, answers the report window, and after the video the canvas is
     the guest's exact framebuffer again."""
-    if not video.available(codec):
-        pytest.skip(f"PyAV cannot encode {video.NAMES[codec]} here")
-    guest = video_guest()
-    srv = SpiceServer(guest, ServerConfig(port=0, disable_ticketing=True, streaming="mjpeg", video_codecs=(codec,)))
-    await srv.start()
-    pipeline = srv.display_pipeline
-    name = video.NAMES[codec].upper()
-    try:
-        async with chromium() as browser:
-            page = await new_page(browser)
-            await page.goto(url(srv))
-            await wait_for(lambda: pipeline.clients and pipeline.clients[0]._stream_create is not None,
-                           what="a stream to the web client")
-            client = pipeline.clients[0]
-            assert {video.VP8, video.H264} <= client.caps.video_codecs
-            assert client._stream_create.codec == codec
-            r = client._stream_create.rect
-            await wait_for(lambda: page.evaluate(f"(window.aiospice.display?.stats.byType.{name} || 0) >= 30"),
-                           what=f"30 {name} frames drawn")
-            assert await shown_against_guest(page, guest, r) < 16
-            await wait_for(lambda: reports(srv) >= 3, what="stream reports at the server")
-            assert client._stream_create.codec == codec  # the reports said all is well: no change of codec
-            errors = [x for x in page.console_lines if x.startswith(("error", "pageerror", "warning"))]
-            assert not errors, errors
-            await guest.stop()
-            await wait_for(lambda: canvas_matches_guest(page, guest), timeout=20, what="lossless picture after the video")
-    finally:
-        await srv.close()
+    async with video_session(codec) as (guest, srv, browser):
+        page, client = await open_streaming(browser, srv)
+        assert {video.VP8, video.H264} <= client.caps.video_codecs
+        assert client._stream_create.codec == codec
+        await frames_drawn(page, video.NAMES[codec].upper(), 30)
+        assert await shown_against_guest(page, guest, client._stream_create.rect) < 16
+        await wait_for(lambda: reports(srv) >= 3, what="stream reports at the server")
+        assert client._stream_create.codec == codec  # the reports said all is well: no change of codec
+        no_errors(page)
+        await guest.stop()
+        await wait_for(lambda: canvas_matches_guest(page, guest), timeout=20, what="lossless picture after the video")
 
 
 async def test_a_codec_the_browser_cannot_decode_is_refused_and_the_next_plays():
     """WebCodecs says yes to H.264 but the decoder cannot be made: the client refuses the stream (a report
     with no frames and 0xffffffff drops) and the server goes on with MJPEG, the next in its order."""
-    if not video.available(video.H264):
-        pytest.skip("PyAV cannot encode H.264 here")
-    guest = video_guest()
-    srv = SpiceServer(guest, ServerConfig(port=0, disable_ticketing=True, streaming="mjpeg",
-                                          video_codecs=(video.H264, video.MJPEG)))
-    await srv.start()
-    pipeline = srv.display_pipeline
-    try:
-        async with chromium() as browser:
-            page = await new_page(browser)
-            await page.add_init_script(NO_H264)
-            await page.goto(url(srv))
-            await wait_for(lambda: pipeline.clients and pipeline.clients[0]._stream_create is not None
-                           and pipeline.clients[0]._stream_create.codec == video.MJPEG, what="an MJPEG stream")
-            client = pipeline.clients[0]
-            assert video.H264 in client._refused_codecs
-            await wait_for(lambda: page.evaluate("(window.aiospice.display?.stats.byType.MJPEG || 0) >= 20"),
-                           what="20 MJPEG frames drawn")
-            assert await shown_against_guest(page, guest, client._stream_create.rect) < 16
-            assert any("cannot be decoded here" in x for x in page.console_lines)
-    finally:
-        await srv.close()
+    async with video_session(video.H264, video.MJPEG) as (guest, srv, browser):
+        page, client = await open_streaming(browser, srv, init_script=NO_H264)
+        await wait_for(lambda: client._stream_create is not None and client._stream_create.codec == video.MJPEG,
+                       what="an MJPEG stream")
+        assert video.H264 in client._refused_codecs
+        await frames_drawn(page, "MJPEG", 20)
+        assert await shown_against_guest(page, guest, client._stream_create.rect) < 16
+        assert any("cannot be decoded here" in x for x in page.console_lines)
 
 
 async def test_the_page_asks_for_its_preferred_codec():
@@ -122,21 +134,10 @@ async def test_the_page_asks_for_its_preferred_codec():
     MJPEG-first order."""
     if not video.available(video.VP8):
         pytest.skip("PyAV cannot encode VP8 here")
-    guest = video_guest()
-    srv = SpiceServer(guest, ServerConfig(port=0, disable_ticketing=True, streaming="mjpeg"))
-    await srv.start()
-    pipeline = srv.display_pipeline
-    try:
-        async with chromium() as browser:
-            page = await new_page(browser)
-            await page.goto(url(srv) + "?video=vp8")
-            await wait_for(lambda: pipeline.clients and pipeline.clients[0]._stream_create is not None,
-                           what="a stream to the web client")
-            assert pipeline.clients[0]._stream_create.codec == video.VP8
-            await wait_for(lambda: page.evaluate("(window.aiospice.display?.stats.byType.VP8 || 0) >= 10"),
-                           what="10 VP8 frames drawn")
-    finally:
-        await srv.close()
+    async with video_session() as (guest, srv, browser):
+        page, client = await open_streaming(browser, srv, query="?video=vp8")
+        assert client._stream_create.codec == video.VP8
+        await frames_drawn(page, "VP8", 10)
 
 
 #: a page whose JPEG decoding takes 150 ms (a slow machine): MJPEG frames are drawn after their time
@@ -151,61 +152,30 @@ async def test_late_mjpeg_frames_in_the_reports_move_the_stream_to_an_inter_fram
     quality step by step, then goes on in the next codec the browser announced, whose frames keep time."""
     if not (video.available(video.VP8) or video.available(video.H264)):
         pytest.skip("PyAV cannot encode VP8 or H.264 here")
-    guest = video_guest()
-    srv = SpiceServer(guest, ServerConfig(port=0, disable_ticketing=True, streaming="mjpeg"))
-    await srv.start()
-    pipeline = srv.display_pipeline
-    try:
-        async with chromium() as browser:
-            page = await new_page(browser)
-            await page.add_init_script(SLOW_JPEG)
-            await page.goto(url(srv))
-            await wait_for(lambda: pipeline.clients and pipeline.clients[0]._stream_create is not None,
-                           what="a stream to the web client")
-            client = pipeline.clients[0]
-            assert client._stream_create.codec == video.MJPEG
-            await wait_for(lambda: client._stream_create is not None and client._stream_create.codec != video.MJPEG,
-                           timeout=60, what="the stream in another codec")
-            name = video.NAMES[client._stream_create.codec].upper()
-            await wait_for(lambda: page.evaluate(f"(window.aiospice.display?.stats.byType.{name} || 0) >= 20"),
-                           what=f"20 {name} frames drawn")
-            assert await shown_against_guest(page, guest, client._stream_create.rect) < 16
-    finally:
-        await srv.close()
+    async with video_session() as (guest, srv, browser):
+        page, client = await open_streaming(browser, srv, init_script=SLOW_JPEG)
+        assert client._stream_create.codec == video.MJPEG
+        await wait_for(lambda: client._stream_create is not None and client._stream_create.codec != video.MJPEG,
+                       timeout=60, what="the stream in another codec")
+        await frames_drawn(page, video.NAMES[client._stream_create.codec].upper(), 20)
+        assert await shown_against_guest(page, guest, client._stream_create.rect) < 16
 
 
 async def test_two_pages_share_the_vp8_encodes_and_one_opened_mid_video_starts_at_a_key_frame():
     """A second page opened while the video plays joins the stream (a key frame made for it, which its
     fresh WebCodecs decoder starts from); both pages are then sent the same encoded frames."""
-    if not video.available(video.VP8):
-        pytest.skip("PyAV cannot encode VP8 here")
-    guest = video_guest()
-    srv = SpiceServer(guest, ServerConfig(port=0, disable_ticketing=True, streaming="mjpeg", video_codecs=(video.VP8,)))
-    await srv.start()
-    pipeline = srv.display_pipeline
-    try:
-        async with chromium() as browser:
-            first = await new_page(browser)
-            await first.goto(url(srv))
-            await wait_for(lambda: first.evaluate("(window.aiospice.display?.stats.byType.VP8 || 0) >= 20"),
-                           what="20 VP8 frames on the first page")
-            second = await new_page(browser)
-            await second.goto(url(srv))
-            await wait_for(lambda: len(pipeline.clients) == 2 and pipeline.clients[1]._stream_create is not None,
-                           what="the second page in the stream")
-            a, b = pipeline.clients
-            assert b._stream_create.codec == video.VP8
-            await wait_for(lambda: second.evaluate("(window.aiospice.display?.stats.byType.VP8 || 0) >= 20"),
-                           what="20 VP8 frames on the second page")
-            assert a._shared is not None and b._shared is a._shared and a._shared.members == 2
-            frames0, encodes0 = a._shared.seq, pipeline.stats.stream_frames
-            await asyncio.sleep(2)
-            shared = a._shared is not None and b._shared is a._shared
-            assert shared, "a page fell behind the shared encoder"
-            assert pipeline.stats.stream_frames - encodes0 == a._shared.seq - frames0 >= 30  # one encode a frame
-            for page in (first, second):
-                assert await shown_against_guest(page, guest, b._stream_create.rect) < 16
-                errors = [x for x in page.console_lines if x.startswith(("error", "pageerror", "warning"))]
-                assert not errors, errors
-    finally:
-        await srv.close()
+    async with video_session(video.VP8) as (guest, srv, browser):
+        pipeline = srv.display_pipeline
+        first, a = await open_streaming(browser, srv)
+        await frames_drawn(first, "VP8", 20)
+        second, b = await open_streaming(browser, srv)
+        assert b._stream_create.codec == video.VP8
+        await frames_drawn(second, "VP8", 20)
+        assert a._shared is not None and b._shared is a._shared and a._shared.members == 2
+        frames0, encodes0 = a._shared.seq, pipeline.stats.stream_frames
+        await asyncio.sleep(2)
+        assert a._shared is not None and b._shared is a._shared, "a page fell behind the shared encoder"
+        assert pipeline.stats.stream_frames - encodes0 == a._shared.seq - frames0 >= 30  # one encode a frame
+        for page in (first, second):
+            assert await shown_against_guest(page, guest, b._stream_create.rect) < 16
+            no_errors(page)
