@@ -65,28 +65,35 @@ export class VideoStreamDecoder {
     const key = isKeyFrame(this.codec, data);
     if (!this.started && !key) return Promise.resolve(null);
     this.started = true;
-    return new Promise((resolve, reject) => {
-      const entry = { resolve, reject, late: null };
+    return new Promise((resolve) => {
+      const timestamp = this.count++ * 1000; // (microseconds; the output frame carries it back)
+      const entry = { timestamp, resolve, late: false };
       this.pending.push(entry);
       entry.timer = setTimeout(() => { entry.late = true; resolve(null); }, OUTPUT_WAIT_MS);
       try {
-        this.decoder.decode(new EncodedVideoChunk({ type: key ? "key" : "delta", timestamp: this.count++ * 1000, data }));
+        this.decoder.decode(new EncodedVideoChunk({ type: key ? "key" : "delta", timestamp, data }));
       } catch (err) {
         this.fail(err);
       }
     });
   }
 
+  // A decoded frame: its chunk's promise gets the pixels (or, past its wait, onLate); chunks before it
+  // that gave no picture are settled with null.
   output(frame) {
-    const entry = this.pending.shift();
     try {
       if (this.closed) return;
+      let entry = null;
+      while (this.pending.length && this.pending[0].timestamp <= frame.timestamp) {
+        entry = this.pending.shift();
+        clearTimeout(entry.timer);
+        if (entry.timestamp < frame.timestamp) { entry.resolve(null); entry = null; }
+      }
+      if (!entry) return;
       const { width, height } = this;
       this.ctx.drawImage(frame, 0, 0, width, height);
       const d = this.ctx.getImageData(0, 0, width, height).data;
       const image = { width, height, pixels: new Uint32Array(d.buffer, d.byteOffset, width * height) };
-      if (!entry) return;
-      clearTimeout(entry.timer);
       if (entry.late) { if (this.onLate) this.onLate(image); } else entry.resolve(image);
     } finally {
       frame.close();
