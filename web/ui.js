@@ -1,5 +1,6 @@
 // Page glue: status bar, scaling, fullscreen, password prompt, keyboard/mouse/touch -> SpiceClient.
 import { SpiceClient } from "./spice/client.js";
+import { CODEC } from "./spice/decoders/video.js";
 import { scancodeOf, CTRL_ALT_DEL } from "./spice/input/keymap.js";
 
 const $ = (id) => document.getElementById(id);
@@ -34,9 +35,8 @@ const ui = {
 
 const scheme = location.protocol === "https:" ? "wss:" : "ws:";
 // ?video=h264,vp8,mjpeg: the stream codecs to ask the server for, preferred first (default: the server's order)
-const VIDEO_CODECS = { mjpeg: 1, vp8: 2, h264: 3 };
 const videoPreference = (new URLSearchParams(location.search).get("video") || "").split(",")
-  .map((name) => VIDEO_CODECS[name.trim().toLowerCase()]).filter(Boolean);
+  .map((name) => CODEC[name.trim().toUpperCase()]).filter(Boolean);
 const client = new SpiceClient({ url: `${scheme}//${location.host}/spice`, canvas, ui, videoPreference });
 window.aiospice = client;
 

@@ -483,7 +483,7 @@ class DisplayClient:
             self._leave_shared()
             self._solo = True
         if self._shared is None and self._video is None and not self._solo:
-            self._shared = p.shared_encoder(s, codec)
+            self._shared = p.shared_encoder(self._stream_create)
             self._shared_seq = self._shared.join()
         shared = self._shared
         if shared is not None:
@@ -501,7 +501,7 @@ class DisplayClient:
 
     def _leave_shared(self) -> None:
         if self._shared is not None:
-            self._pipeline._leave_shared(self._shared)
+            self._pipeline._leave_shared(self._stream_create)
             self._shared = None
 
     @property
@@ -677,8 +677,8 @@ class DisplayPipeline:
         #: choices (a client's own PREFERRED_VIDEO_CODEC_TYPE too) cannot starve the other sessions
         self.max_inter_frame_pixels = MAX_INTER_FRAME_PIXELS
         self._inter_frame_pixels = 0
-        #: VP8 / H.264 encoders shared by the clients of a stream, by (stream id, codec, rect)
-        self._shared_encoders: dict[tuple[int, int, Rect], video.SharedEncoder] = {}
+        #: VP8 / H.264 encoders shared by the clients of a stream, by how they opened it (id, rect, codec)
+        self._shared_encoders: dict[StreamCreate, video.SharedEncoder] = {}
         self.stats = PipelineStats()
         self._clients: list[DisplayClient] = []
         self._encoded: dict[tuple, DrawCommand] = {}
@@ -1110,40 +1110,38 @@ class DisplayPipeline:
             self.stats.shared += 1
         return cmd  # type: ignore[return-value]
 
-    def shared_encoder(self, s: VideoStream, codec: int) -> video.SharedEncoder:
-        """The shared VP8 / H.264 encoder of ``s`` in ``codec`` (made for its first member)."""
-        key = (s.id, codec, s.rect)
-        enc = self._shared_encoders.get(key)
+    def shared_encoder(self, create: StreamCreate) -> video.SharedEncoder:
+        """The VP8 / H.264 encoder shared by the clients whose stream ``create`` opened (made for the first)."""
+        enc = self._shared_encoders.get(create)
         if enc is None:
-            enc = self._shared_encoders[key] = video.SharedEncoder(codec, s.rect.width, s.rect.height,
-                                                                   stream_quality(s.rect))
+            r = create.rect
+            enc = self._shared_encoders[create] = video.SharedEncoder(create.codec, r.width, r.height,
+                                                                      stream_quality(r))
         return enc
 
-    def _leave_shared(self, enc: video.SharedEncoder) -> None:
-        if enc.leave():
-            for key, held in list(self._shared_encoders.items()):
-                if held is enc:
-                    del self._shared_encoders[key]
+    def _leave_shared(self, create: StreamCreate) -> None:
+        if self._shared_encoders[create].leave():
+            del self._shared_encoders[create]
 
     def shared_stream_frame(self, s: VideoStream, enc: video.SharedEncoder) -> None:
         """Encode the latest picture of ``s`` as ``enc``'s next frame (once, for all its members)."""
-        t0 = time.process_time()
-        r = s.rect
-        enc.encode(s.frame_serial, self._shot[r.top:r.bottom, r.left:r.right])
-        self.stats.encode_seconds += time.process_time() - t0
-        self.stats.stream_frames += 1
+        self._encode_latest(s, lambda px: enc.encode(s.frame_serial, px))
 
     def own_stream_frame(self, s: VideoStream, encoder: video.InterFrameEncoder) -> StreamData:
         """The latest frame of ``s`` from a client's own VP8 / H.264 ``encoder`` (for that client only)."""
         return self._encode_stream_frame(s, encoder.encode)
 
     def _encode_stream_frame(self, s: VideoStream, encode: Callable[[np.ndarray], bytes]) -> StreamData:
+        return StreamData(s.id, s.rect, self._encode_latest(s, encode), s.frame_time)
+
+    def _encode_latest(self, s: VideoStream, encode: Callable[[np.ndarray], bytes]) -> bytes:
+        """``encode`` of the latest picture of ``s``, counted (and its CPU time) in the stats."""
         t0 = time.process_time()
         r = s.rect
         data = encode(self._shot[r.top:r.bottom, r.left:r.right])
         self.stats.encode_seconds += time.process_time() - t0
         self.stats.stream_frames += 1
-        return StreamData(s.id, r, data, s.frame_time)
+        return data
 
     # -- encoding
     @staticmethod

@@ -184,13 +184,15 @@ class SharedEncoder:
         self._encoder.close()
         return True
 
-    def encode(self, serial: int, pixels: np.ndarray) -> None:
-        """Encode the stream's picture ``serial`` as the next frame (EncoderError passes through)."""
+    def encode(self, serial: int, pixels: np.ndarray) -> bytes:
+        """Encode the stream's picture ``serial`` as the next frame, and return it (EncoderError passes
+        through)."""
         data = self._encoder.encode(pixels, key=self._key_wanted)
         self._key_wanted = False
         self.seq += 1
         self.serial = serial
         self._frames.append((self.seq, data))
+        return data
 
     def after(self, seq: int) -> list[bytes] | None:
         """The frames encoded after ``seq``, oldest first; None when some of them are no longer kept."""

@@ -91,6 +91,10 @@ def play(g: FakeGuest, clients: list, canvases: list[ShadowCanvas], frames: rang
             out.extend(cmds)
     return taken
 
+def shows_video(g: FakeGuest, sh: ShadowCanvas) -> float:
+    want = g.fb[VIDEO.top:VIDEO.bottom, VIDEO.left:VIDEO.right, :3].astype(int)
+    return float(np.abs(sh.pixels[VIDEO.top:VIDEO.bottom, VIDEO.left:VIDEO.right, :3].astype(int) - want).mean())
+
 
 @needs_av
 def test_each_client_gets_its_codec_and_sees_the_video():
@@ -105,10 +109,8 @@ def test_each_client_gets_its_codec_and_sees_the_video():
     for cmds, codec in zip(taken, (video.H264, video.MJPEG, video.VP8), strict=True):
         assert [x.codec for x in cmds if isinstance(x, StreamCreate)] == [codec]
         assert sum(isinstance(x, StreamData) for x in cmds) >= 10
-    want = g.fb[VIDEO.top:VIDEO.bottom, VIDEO.left:VIDEO.right, :3].astype(int)
     for sh in canvases:  # every client shows the latest frame (lossy)
-        shown = sh.pixels[VIDEO.top:VIDEO.bottom, VIDEO.left:VIDEO.right, :3].astype(int)
-        assert np.abs(shown - want).mean() < 8
+        assert shows_video(g, sh) < 8
 
 
 @needs_av
@@ -214,10 +216,6 @@ def test_client_preference_reorders_the_server_list_and_never_adds_to_it():
     p.video_codecs = (video.MJPEG,)  # the operator's list wins, whenever it changes
     assert c._codec_order() == (video.MJPEG,) and c.stream_codec(160, 120) == video.MJPEG
 
-
-def shows_video(g: FakeGuest, sh: ShadowCanvas) -> float:
-    want = g.fb[VIDEO.top:VIDEO.bottom, VIDEO.left:VIDEO.right, :3].astype(int)
-    return float(np.abs(sh.pixels[VIDEO.top:VIDEO.bottom, VIDEO.left:VIDEO.right, :3].astype(int) - want).mean())
 
 
 @needs_av

@@ -376,8 +376,14 @@ export class DisplayChannel extends Channel {
     st.refused = true;
     console.warn(`stream ${st.id}: ${CODEC_NAMES[st.codec] || st.codec} cannot be decoded here (${why})`);
     if (st.decoder) st.decoder.close();
+    this.sendStreamReport(st.id, st.report ? st.report.uid : 0, 0, 0, 0, 0xffffffff, 0);
+  }
+
+  // STREAM_REPORT: stream id, unique id, first and last frame's mm time, frames, drops, last frame's
+  // delay (ms, negative: late), audio delay (none).
+  sendStreamReport(id, uid, start, end, frames, drops, delay) {
     const w = new Writer(32);
-    w.u32(st.id).u32(st.report ? st.report.uid : 0).u32(0).u32(0).u32(0).u32(0xffffffff).i32(0).u32(0xffffffff);
+    w.u32(id).u32(uid).u32(start >>> 0).u32(end >>> 0).u32(frames).u32(drops).i32(delay).u32(0xffffffff);
     this.send(MSGC_STREAM_REPORT, w.done());
   }
 
@@ -394,12 +400,12 @@ export class DisplayChannel extends Channel {
   }
 
   activateReport(r) {
-    const id = r.u32(), uid = r.u32(), window = r.u32(), timeoutMs = r.u32();
+    const id = r.u32(), uid = r.u32(), windowSize = r.u32(), timeoutMs = r.u32();
     const st = this.streams.get(id);
     if (!st) return;
     if (st.report) clearTimeout(st.report.timer);
-    st.report = { uid, window: Math.max(1, window), timeoutMs, frames: 0, drops: 0, start: 0, end: 0, delay: 0,
-      since: 0, timer: 0 };
+    st.report = { uid, window: Math.max(1, windowSize), timeoutMs, frames: 0, drops: 0, start: 0, end: 0,
+      delay: 0, timer: 0 };
   }
 
   // Count one frame of `st` (stamped `mm`) that was drawn, or dropped; send the report when the window is
@@ -409,12 +415,12 @@ export class DisplayChannel extends Channel {
     if (!rep || this.streams.get(st.id) !== st) return;
     if (!rep.frames && !rep.drops) {
       rep.start = mm;
-      rep.since = performance.now();
       if (rep.timeoutMs) rep.timer = setTimeout(() => this.sendReport(st), rep.timeoutMs);
     }
     if (drawn) rep.frames++; else rep.drops++;
     rep.end = mm;
-    rep.delay = this.client.mmTime() === null ? 0 : (mm - this.client.mmTime()) | 0;
+    const now = this.client.mmTime();
+    rep.delay = now === null ? 0 : (mm - now) | 0;
     if (rep.frames + rep.drops >= rep.window) this.sendReport(st);
   }
 
@@ -422,10 +428,7 @@ export class DisplayChannel extends Channel {
     const rep = st.report;
     if (!rep || (!rep.frames && !rep.drops) || this.streams.get(st.id) !== st) return;
     clearTimeout(rep.timer);
-    const w = new Writer(32);
-    w.u32(st.id).u32(rep.uid).u32(rep.start >>> 0).u32(rep.end >>> 0).u32(rep.frames).u32(rep.drops)
-      .i32(rep.delay).u32(0xffffffff);
-    this.send(MSGC_STREAM_REPORT, w.done());
+    this.sendStreamReport(st.id, rep.uid, rep.start, rep.end, rep.frames, rep.drops, rep.delay);
     this.stats.reports++;
     rep.frames = rep.drops = 0;
   }

@@ -9,16 +9,27 @@ export const MAX_PIXELS = 64 * 1024 * 1024;
 
 export const IMAGE_NAMES = Object.fromEntries(Object.entries(IMAGE).map(([k, v]) => [v, k]));
 
+// A `width` x `height` 2D context to read decoded pictures back from.
+export function readbackContext(width, height) {
+  return new OffscreenCanvas(width, height).getContext("2d", { willReadFrequently: true });
+}
+
+// `source` (an ImageBitmap, a VideoFrame) drawn into `ctx` and read back as canvas pixels.
+export function drawnPixels(ctx, source, width, height) {
+  ctx.drawImage(source, 0, 0, width, height);
+  const data = ctx.getImageData(0, 0, width, height).data;
+  return { width, height, pixels: new Uint32Array(data.buffer, data.byteOffset, width * height) };
+}
+
 // JPEG through the browser's decoder (async); result as canvas pixels.
 export async function decodeJpeg(bytes, width, height) {
   const bitmap = await createImageBitmap(new Blob([bytes], { type: "image/jpeg" }), {
     colorSpaceConversion: "none", premultiplyAlpha: "none" });
-  const canvas = new OffscreenCanvas(width, height);
-  const ctx = canvas.getContext("2d", { willReadFrequently: true });
-  ctx.drawImage(bitmap, 0, 0);
-  bitmap.close();
-  const data = ctx.getImageData(0, 0, width, height).data;
-  return { width, height, pixels: new Uint32Array(data.buffer, data.byteOffset, width * height) };
+  try {
+    return drawnPixels(readbackContext(width, height), bitmap, width, height);
+  } finally {
+    bitmap.close();
+  }
 }
 
 // Parse the image at reader position; `lookup` = {cache: Map, surfaces: Map}.  Returns

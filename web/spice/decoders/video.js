@@ -1,6 +1,8 @@
 // VP8 and H.264 video streams through WebCodecs (secure contexts only: https, or http on localhost).
 // The server sends one compressed frame per STREAM_DATA; H.264 comes as an Annex-B byte stream with its
 // parameter sets in band, so the decoder needs no `description`.
+import { drawnPixels, readbackContext } from "./image.js";
+
 export const CODEC = { MJPEG: 1, VP8: 2, H264: 3 };
 export const CODEC_NAMES = { 1: "MJPEG", 2: "VP8", 3: "H264" };
 const CONFIG = { [CODEC.VP8]: "vp8", [CODEC.H264]: "avc1.640028" };
@@ -29,15 +31,15 @@ async function probe() {
 }
 
 // Whether `data` (one compressed frame) can start a decode: a VP8 key frame (bit 0 of the frame tag
-// clear) or an H.264 access unit with an IDR slice or a sequence parameter set.
+// clear) or an H.264 access unit with an IDR slice or a sequence parameter set.  Parameter sets and SEI
+// come before an access unit's slices, so the scan stops at the first slice.
 export function isKeyFrame(codec, data) {
   if (codec === CODEC.VP8) return data.length > 0 && (data[0] & 1) === 0;
-  for (let i = 0; i + 3 < data.length; i++) {
-    if (data[i] === 0 && data[i + 1] === 0 && data[i + 2] === 1) {
-      const type = data[i + 3] & 0x1f;
-      if (type === 5 || type === 7) return true;
-      i += 2;
-    }
+  for (let i = data.indexOf(1, 2); i >= 0 && i + 1 < data.length; i = data.indexOf(1, i + 1)) {
+    if (data[i - 1] !== 0 || data[i - 2] !== 0) continue; // not a start code
+    const type = data[i + 1] & 0x1f;
+    if (type === 5 || type === 7) return true;
+    if (type === 1) return false; // a non-IDR slice
   }
   return false;
 }
@@ -54,8 +56,7 @@ export class VideoStreamDecoder {
     this.started = false;
     this.closed = false;
     this.count = 0;
-    this.canvas = new OffscreenCanvas(width, height);
-    this.ctx = this.canvas.getContext("2d", { willReadFrequently: true });
+    this.ctx = readbackContext(width, height);
     this.decoder = new VideoDecoder({ output: (frame) => this.output(frame), error: (err) => this.fail(err) });
     this.decoder.configure({ codec: CONFIG[codec], optimizeForLatency: true });
   }
@@ -90,10 +91,7 @@ export class VideoStreamDecoder {
         if (entry.timestamp < frame.timestamp) { entry.resolve(null); entry = null; }
       }
       if (!entry) return;
-      const { width, height } = this;
-      this.ctx.drawImage(frame, 0, 0, width, height);
-      const d = this.ctx.getImageData(0, 0, width, height).data;
-      const image = { width, height, pixels: new Uint32Array(d.buffer, d.byteOffset, width * height) };
+      const image = drawnPixels(this.ctx, frame, this.width, this.height);
       if (entry.late) { if (this.onLate) this.onLate(image); } else entry.resolve(image);
     } finally {
       frame.close();
